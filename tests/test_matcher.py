@@ -1,0 +1,91 @@
+"""The Hungarian matcher finds the cheapest one-to-one assignment."""
+import itertools
+
+import pytest
+import torch
+
+from detr_core.matcher import HungarianMatcher, MatchWeights, match_costs
+
+
+def _random_boxes(n: int, gen: torch.Generator) -> torch.Tensor:
+    """[n, 4] valid normalized cxcywh boxes."""
+    centre = torch.rand(n, 2, generator=gen) * 0.6 + 0.2
+    size = torch.rand(n, 2, generator=gen) * 0.3 + 0.05
+    return torch.cat([centre, size], dim=1)
+
+
+def _brute_force_cost(total: torch.Tensor) -> float:
+    """Cheapest assignment of all N targets to distinct predictions, by enumeration."""
+    q, n = total.shape
+    return min(sum(total[p, t].item() for t, p in enumerate(perm))
+               for perm in itertools.permutations(range(q), n))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matcher_is_optimal_against_brute_force(seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, c = 5, 4
+    n = 1 + seed % 4
+    outputs = {"pred_logits": torch.randn(1, q, c + 1, generator=gen),
+               "pred_boxes": _random_boxes(q, gen)[None]}
+    target = {"labels": torch.randint(0, c, (n,), generator=gen), "boxes": _random_boxes(n, gen)}
+    (pred_idx, tgt_idx), = HungarianMatcher()(outputs, [target])
+
+    total = match_costs(outputs["pred_logits"][0], outputs["pred_boxes"][0],
+                        target["labels"], target["boxes"]).total
+    assert len(pred_idx) == n and sorted(tgt_idx.tolist()) == list(range(n))
+    assert len(set(pred_idx.tolist())) == n
+    found = total[pred_idx, tgt_idx].sum().item()
+    assert found == pytest.approx(_brute_force_cost(total), abs=1e-5)
+
+
+def test_matcher_recovers_a_permutation_of_the_targets():
+    gen = torch.Generator().manual_seed(0)
+    tgt_boxes = _random_boxes(4, gen)
+    labels = torch.tensor([0, 1, 2, 1])
+    perm = torch.tensor([2, 0, 3, 1])  # prediction k is target perm[k]
+    logits = torch.full((4, 4), -5.0)
+    logits[torch.arange(4), labels[perm]] = 5.0
+    outputs = {"pred_logits": logits[None], "pred_boxes": tgt_boxes[perm][None]}
+    (pred_idx, tgt_idx), = HungarianMatcher()(outputs, [{"labels": labels, "boxes": tgt_boxes}])
+    assert tgt_idx[pred_idx.argsort()].tolist() == perm.tolist()
+
+
+def test_empty_targets_give_empty_matches():
+    gen = torch.Generator().manual_seed(1)
+    outputs = {"pred_logits": torch.randn(2, 3, 5, generator=gen),
+               "pred_boxes": _random_boxes(6, gen).view(2, 3, 4)}
+    targets = [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)},
+               {"labels": torch.tensor([1]), "boxes": _random_boxes(1, gen)}]
+    (p0, t0), (p1, t1) = HungarianMatcher()(outputs, targets)
+    assert p0.numel() == 0 and t0.numel() == 0 and p0.dtype == torch.long
+    assert len(p1) == 1 and t1.tolist() == [0]
+
+
+def test_match_costs_terms_and_weights():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))  # one query, C=2
+    pred = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+    tgt = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]])
+    costs = match_costs(logits, pred, torch.tensor([0, 1]), tgt, MatchWeights(1, 5, 2))
+    assert costs.cost_class.tolist()[0] == pytest.approx([-0.7, -0.2])
+    assert costs.cost_bbox.tolist()[0] == pytest.approx([0.0, 0.1])
+    # second target: same size shifted by half a width -> IoU 1/3, hull = union, GIoU 1/3
+    assert costs.cost_giou.tolist()[0] == pytest.approx([-1.0, -1 / 3], abs=1e-6)
+    expected = -0.2 + 5 * 0.1 + 2 * (-1 / 3)
+    assert costs.total[0, 1].item() == pytest.approx(expected, abs=1e-6)
+    assert costs.total.shape == (1, 2)
+
+
+def test_mismatched_batch_is_rejected():
+    outputs = {"pred_logits": torch.zeros(2, 3, 4), "pred_boxes": torch.full((2, 3, 4), 0.5)}
+    with pytest.raises(ValueError, match="1 target dicts for a batch of 2"):
+        HungarianMatcher()(outputs, [{"labels": torch.tensor([0]), "boxes": torch.rand(1, 4)}])
+
+
+def test_non_finite_predictions_are_reported():
+    boxes = torch.full((1, 3, 4), 0.5)
+    boxes[0, 1, 0] = float("nan")
+    outputs = {"pred_logits": torch.zeros(1, 3, 4), "pred_boxes": boxes}
+    target = {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}
+    with pytest.raises(RuntimeError, match="non-finite"):
+        HungarianMatcher()(outputs, [target])
