@@ -1,0 +1,22 @@
+"""DETR Lens core: the DETR model, its weights, attention capture, matcher and set loss.
+
+    model = detr_core.load_model("detr-r50")      # or "shapes", or a checkpoint path
+    ins = detr_core.inspect_image(model, image)   # one forward pass, every attention map kept
+"""
+from .capture import AttentionMaps, capture_attention
+from .checkpoint_io import atomic_save, model_checkpoint, read_checkpoint, save_model
+from .coco import COCO_CLASS_NAMES
+from .config import DETRConfig, PreprocessConfig, tiny_config
+from .coords import CoordinateMap
+from .detr import DETR, build_model
+from .download import MODEL_ZOO, fetch_checkpoint
+from .inspect import Detection, Inspection, inspect_image
+from .preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
+from .weights import infer_config, load_model
+
+__all__ = [
+    "AttentionMaps", "capture_attention", "atomic_save", "model_checkpoint", "read_checkpoint", "save_model",
+    "COCO_CLASS_NAMES", "DETRConfig", "PreprocessConfig", "tiny_config", "CoordinateMap", "DETR",
+    "build_model", "MODEL_ZOO", "fetch_checkpoint", "Detection", "Inspection", "inspect_image",
+    "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_model",
+]

@@ -1,0 +1,65 @@
+"""Reading checkpoint files safely (weights_only, always) and writing this project's own format."""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "detr-lens/1"
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True; argparse.Namespace is the one extra type allowed, because the
+    official training script stores its `args` that way."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds pickled Python objects that are not tensors, and loading them"
+            f" could run arbitrary code ({first}). Re-save only the weights:"
+            " torch.save({'model': model.state_dict()}, path)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"could not read {str(path)!r} as a PyTorch checkpoint ({err}); is it a .pth file written by torch.save?"
+        ) from None
+
+
+def model_checkpoint(model: torch.nn.Module) -> dict:
+    """The project's checkpoint: weights plus everything needed to rebuild the model, all plain data."""
+    return {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "preprocess": model.preprocess.to_dict(),
+        "class_names": list(model.class_names),
+        "model": model.state_dict(),
+    }
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside path, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Write `model` in the project's format; `detr_core.load_model(path)` reads it back."""
+    atomic_save(model_checkpoint(model), path)

@@ -1,0 +1,67 @@
+"""The one place that maps between original-image pixels, the resized model input and feature-grid cells."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CoordinateMap:
+    """Geometry of one inspected image.
+
+    image_size (H, W): original pixels. input_size (h, w): after resizing, before padding.
+    feature_size (fh, fw): the encoder's grid, which may extend past the input (convolutions round up)
+    or cover padding. stride: input pixels per cell.
+    """
+
+    image_size: tuple[int, int]
+    input_size: tuple[int, int]
+    feature_size: tuple[int, int]
+    stride: int
+
+    @property
+    def valid_cells(self) -> tuple[int, int]:
+        """(rows, cols) of cells that see image pixels rather than padding."""
+        (h, w), (fh, fw) = self.input_size, self.feature_size
+        return min(fh, math.ceil(h / self.stride)), min(fw, math.ceil(w / self.stride))
+
+    def pixel_to_input(self, x: float, y: float) -> tuple[float, float]:
+        """Continuous original-pixel coordinates -> input-pixel coordinates."""
+        (H, W), (h, w) = self.image_size, self.input_size
+        return x * w / W, y * h / H
+
+    def pixel_to_cell(self, x: float, y: float) -> tuple[int, int]:
+        """Original pixel (x, y) (integer pixel indices or continuous) -> (row, col) of the cell under it.
+
+        Raises ValueError for points outside the image, so a bad click is never silently clamped far away.
+        """
+        H, W = self.image_size
+        if not (0 <= x < W + 0.5 and 0 <= y < H + 0.5):  # half a pixel of slack for display rounding
+            raise ValueError(f"point ({x}, {y}) is outside the {W}x{H} image")
+        # Sample the pixel's centre, so that the last pixel lands in the last valid cell.
+        xi, yi = self.pixel_to_input(min(x, W - 1) + 0.5, min(y, H - 1) + 0.5)
+        rows, cols = self.valid_cells
+        return min(int(yi // self.stride), rows - 1), min(int(xi // self.stride), cols - 1)
+
+    def cell_index(self, row: int, col: int) -> int:
+        """(row, col) -> index into the flattened grid (row-major, as the transformer flattens it)."""
+        return row * self.feature_size[1] + col
+
+    def cell_center(self, row: int, col: int) -> tuple[float, float]:
+        """Centre of a cell in original-pixel coordinates (x, y)."""
+        (H, W), (h, w) = self.image_size, self.input_size
+        return (col + 0.5) * self.stride * W / w, (row + 0.5) * self.stride * H / h
+
+    def grid_extent(self) -> tuple[float, float]:
+        """Size (height, width) of the whole feature grid in original pixels; overlays crop it to the image."""
+        (H, W), (h, w), (fh, fw) = self.image_size, self.input_size, self.feature_size
+        return fh * self.stride * H / h, fw * self.stride * W / w
+
+    def boxes_to_pixels(self, boxes: np.ndarray) -> np.ndarray:
+        """Normalised cx, cy, w, h [N, 4] (relative to the unpadded input) -> x0, y0, x1, y1 [N, 4] in original pixels."""
+        H, W = self.image_size
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+        return xyxy * np.array([W, H, W, H])

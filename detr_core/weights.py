@@ -1,0 +1,152 @@
+"""`load_model(source)`: official model-zoo names, the bundled `shapes` model, or a checkpoint file."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .checkpoint_io import read_checkpoint
+from .config import DETRConfig, PreprocessConfig
+from .detr import DETR, build_model
+from .download import MODEL_ZOO, fetch_checkpoint
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "assets"
+BUNDLED = {"shapes": BUNDLED_DIR / "shapes.pth"}
+_ARGS_FIELDS = ("backbone", "dilation", "hidden_dim", "nheads", "enc_layers", "dec_layers",
+                "dim_feedforward", "num_queries", "pre_norm", "position_embedding", "dropout")
+_OFFICIAL_POSITION = {"sine": "sine", "v2": "sine", "learned": "learned", "v3": "learned"}
+_PREPROCESS_FIELDS = ("min_size", "max_size")
+
+
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> DETR:
+    """A DETR in eval mode with `class_names` and `preprocess`.
+
+    source: "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5" (official COCO weights, downloaded once),
+    "shapes" (the bundled offline model), or a path to an official, bare state-dict or DETR Lens checkpoint.
+    overrides: DETRConfig fields that cannot be read from weights (e.g. dilation=True for a DC5 state dict,
+    nheads), and min_size / max_size for preprocessing.
+    """
+    path, hints = _resolve(source)
+    pre_overrides = {k: overrides.pop(k) for k in _PREPROCESS_FIELDS if k in overrides}
+    state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path), str(path),
+                                                                  {**hints, **overrides})
+    if pre_overrides:
+        preprocess = PreprocessConfig(**{**preprocess.to_dict(), **pre_overrides})
+    model = build_model(config, preprocess, class_names)
+    check_fits(model, state, str(path))
+    model.load_state_dict(state, strict=True)
+    return model.eval().to(device)
+
+
+def _resolve(source) -> tuple[Path, dict]:
+    if isinstance(source, str) and source in MODEL_ZOO:
+        entry = MODEL_ZOO[source]
+        return fetch_checkpoint(entry), {"backbone": entry.backbone, "dilation": entry.dilation}
+    if isinstance(source, str) and source in BUNDLED:
+        if not BUNDLED[source].is_file():
+            raise RuntimeError(
+                f"the bundled {source!r} model is not bundled yet (expected at {BUNDLED[source]});"
+                f" use one of {sorted(MODEL_ZOO)} or a checkpoint path"
+            )
+        return BUNDLED[source], {}
+    path = Path(source)
+    if not path.exists():
+        names = sorted(MODEL_ZOO) + sorted(BUNDLED)
+        raise ValueError(f"model source {str(source)!r} is neither a file nor one of {names}")
+    return path, {}
+
+
+def interpret_checkpoint(ckpt, where: str, overrides: Mapping) -> tuple[dict, DETRConfig, PreprocessConfig, list | None]:
+    """Any supported checkpoint layout -> (state_dict, config, preprocess, class_names or None)."""
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"{where}: expected a dict of tensors or {{'model': state_dict}}, found {type(ckpt).__name__}")
+    if "config" in ckpt and "model" in ckpt:  # this project's own format
+        config = DETRConfig.from_dict({**ckpt["config"], **overrides})
+        preprocess = PreprocessConfig.from_dict(ckpt.get("preprocess", {}))
+        return _state(ckpt["model"], where), config, preprocess, ckpt.get("class_names")
+    if "model" in ckpt and isinstance(ckpt["model"], Mapping):  # official: {"model": ..., ["args": ...]}
+        state = _state(ckpt["model"], where)
+        from_args = _config_from_args(ckpt.get("args"))
+    else:
+        state, from_args = _state(ckpt, where), {}
+    inferred = infer_config(state)
+    if not from_args and "dilation" not in overrides:
+        warnings.warn(
+            f"{where}: DC5 (dilation) cannot be seen in the weights alone; assuming dilation=False."
+            " Pass dilation=True for a DC5 checkpoint.", stacklevel=3,
+        )
+    return state, DETRConfig(**{**inferred, **from_args, **overrides}), PreprocessConfig(), None
+
+
+def _state(state, where: str) -> dict:
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{where}: the state dict holds non-tensor values under {bad[:5]}; expected tensors only")
+    if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _config_from_args(args) -> dict:
+    if args is None:
+        return {}
+    if not isinstance(args, argparse.Namespace):
+        raise ValueError(f"checkpoint 'args' is a {type(args).__name__}, expected argparse.Namespace")
+    found = {f: getattr(args, f) for f in _ARGS_FIELDS if hasattr(args, f)}
+    if "position_embedding" in found:
+        found["position_embedding"] = _OFFICIAL_POSITION.get(found["position_embedding"], found["position_embedding"])
+    return found
+
+
+def _count(state, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return len({m.group(1) for k in state if (m := pattern.match(k))})
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """What the weights themselves say about the architecture (not dilation, not nheads)."""
+    need = ["query_embed.weight", "class_embed.weight", "transformer.decoder.layers.0.linear1.weight"]
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise ValueError(f"this does not look like a DETR state dict: missing {missing}")
+    num_queries, hidden_dim = state["query_embed.weight"].shape
+    body = "backbone.0.body."
+    bottleneck = f"{body}layer1.0.conv3.weight" in state
+    blocks3 = _count(state, f"{body}layer3.")
+    backbone = {(True, 23): "resnet101", (True, 6): "resnet50", (False, 6): "resnet34"}.get(
+        (bottleneck, blocks3), "resnet18")
+    return {
+        "backbone": backbone,
+        "backbone_stages": 4 if _count(state, f"{body}layer4.") else 3,
+        "frozen_bn": not any(k.endswith("num_batches_tracked") for k in state),
+        "hidden_dim": int(hidden_dim),
+        "enc_layers": _count(state, "transformer.encoder.layers."),
+        "dec_layers": _count(state, "transformer.decoder.layers."),
+        "dim_feedforward": int(state["transformer.decoder.layers.0.linear1.weight"].shape[0]),
+        "num_queries": int(num_queries),
+        "num_classes": int(state["class_embed.weight"].shape[0]) - 1,
+        "pre_norm": "transformer.encoder.norm.weight" in state,
+        "position_embedding": "learned" if "backbone.1.row_embed.weight" in state else "sine",
+    }
+
+
+def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str, limit: int = 10) -> None:
+    """ValueError naming every missing, unexpected or mis-shaped key (up to `limit` of each)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: expected {list(expected[k].shape)}, found {list(state[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if not (missing or unexpected or wrong):
+        return
+    parts = [f"checkpoint {where} does not fit {model.config}:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"  {title} ({len(items)}): " + "; ".join(items[:limit]) + more)
+    raise ValueError("\n".join(parts))
