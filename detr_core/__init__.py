@@ -12,11 +12,12 @@ from .detr import DETR, build_model
 from .download import MODEL_ZOO, fetch_checkpoint
 from .inspect import Detection, Inspection, inspect_image
 from .preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
-from .weights import infer_config, load_model
+from .weights import BUNDLED, infer_config, load_model, untrained_model
 
 __all__ = [
     "AttentionMaps", "capture_attention", "atomic_save", "model_checkpoint", "read_checkpoint", "save_model",
     "COCO_CLASS_NAMES", "DETRConfig", "PreprocessConfig", "tiny_config", "CoordinateMap", "DETR",
     "build_model", "MODEL_ZOO", "fetch_checkpoint", "Detection", "Inspection", "inspect_image",
     "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_model",
+    "untrained_model", "BUNDLED",
 ]

@@ -27,10 +27,13 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **
     """A DETR in eval mode with `class_names` and `preprocess`.
 
     source: "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5" (official COCO weights, downloaded once),
-    "shapes" (the bundled offline model), or a path to an official, bare state-dict or DETR Lens checkpoint.
+    "shapes" (the bundled offline model), "untrained" (random weights, for demos without any weights),
+    or a path to an official, bare state-dict or DETR Lens checkpoint.
     overrides: DETRConfig fields that cannot be read from weights (e.g. dilation=True for a DC5 state dict,
     nheads), and min_size / max_size for preprocessing.
     """
+    if source == "untrained":
+        return untrained_model(device=device)
     path, hints = _resolve(source)
     pre_overrides = {k: overrides.pop(k) for k in _PREPROCESS_FIELDS if k in overrides}
     state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path), str(path),
@@ -40,6 +43,18 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **
     model = build_model(config, preprocess, class_names)
     check_fits(model, state, str(path))
     model.load_state_dict(state, strict=True)
+    return model.eval().to(device)
+
+
+def untrained_model(seed: int = 0, device: str | torch.device = "cpu") -> DETR:
+    """A small randomly initialised DETR (ResNet-18, d=64, 100 queries, COCO names): the app's last resort
+    when no trained weights are available. Its detections mean nothing; its attention maps have real shapes."""
+    warnings.warn("using an UNTRAINED model: detections and attention are random", stacklevel=2)
+    config = DETRConfig(backbone="resnet18", hidden_dim=64, nheads=8, enc_layers=6, dec_layers=6,
+                        dim_feedforward=256, dropout=0.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(config, PreprocessConfig(min_size=512, max_size=853))
     return model.eval().to(device)
 
 
@@ -56,7 +71,7 @@ def _resolve(source) -> tuple[Path, dict]:
         return BUNDLED[source], {}
     path = Path(source)
     if not path.exists():
-        names = sorted(MODEL_ZOO) + sorted(BUNDLED)
+        names = sorted(MODEL_ZOO) + sorted(BUNDLED) + ["untrained"]
         raise ValueError(f"model source {str(source)!r} is neither a file nor one of {names}")
     return path, {}
 
