@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny models so the suite runs in minutes on 2 CPU cores, and nothing touches the network."""
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+import detr_core
+
+TINY_PREPROCESS = detr_core.PreprocessConfig(min_size=128, max_size=213)
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+    """Any connection to a non-loopback address fails the test instead of reaching the network."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")) \
+                and sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"test tried to reach the network: {address}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def tiny_model():
+    """A random tiny DETR (ResNet-18, d=32, 2+2 layers, 10 queries, 5 classes) in eval mode."""
+    torch.manual_seed(0)
+    return detr_core.build_model(detr_core.tiny_config(), TINY_PREPROCESS).eval()
+
+
+@pytest.fixture
+def rgb_image():
+    """A 120x180 RGB uint8 image with some structure."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (120, 180, 3), dtype=np.uint8)
+    img[30:80, 40:120] = (220, 40, 40)
+    return img
