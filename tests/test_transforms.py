@@ -6,7 +6,7 @@ from PIL import Image
 from torchvision.ops import box_convert
 
 from train.transforms import (AugmentConfig, RandomHorizontalFlip, RandomSizeCrop, ToNormalizedTensor, crop, hflip,
-                              resize, resized_size, train_transforms)
+                              resize, train_transforms)
 
 RED = (230, 20, 20)
 
@@ -56,12 +56,6 @@ def test_random_flip_flips_about_half_the_time():
     image, target = _image_with_box(100, 60, (10, 5, 30, 40))
     flips = sum(RandomHorizontalFlip()(image, target)[1]["boxes"][0, 0].item() == 70 for _ in range(200))
     assert 70 < flips < 130
-
-
-def test_resized_size_caps_the_longer_side():
-    assert resized_size(640, 480, 800, 1333) == (1066, 800)
-    w, h = resized_size(400, 100, 300, 600)
-    assert max(w, h) <= 600 and (w, h) == (600, 150)
 
 
 def test_crop_clips_partial_box_and_drops_outside_box():
@@ -127,3 +121,14 @@ def test_scaled_config_keeps_official_proportions():
     assert cfg.crop_resize == (200, 250, 300) and (cfg.crop_min, cfg.crop_max) == (192, 300)
     with pytest.raises(ValueError, match="max_size"):
         AugmentConfig(scales=(900,), max_size=800)
+
+
+def test_eval_transform_matches_inference_preprocessing():
+    from detr_core import PreprocessConfig, image_to_tensor
+    from train.transforms import eval_transforms
+    pre = PreprocessConfig(min_size=64, max_size=100)
+    image, target = _image_with_box(100, 50, (10, 10, 30, 50))
+    tensor, out = eval_transforms(pre)(image, target)
+    assert torch.equal(tensor, image_to_tensor(image, pre))
+    assert out["size"].tolist() == [50, 100]
+    assert out["boxes"][0].tolist() == pytest.approx([0.2, 0.6, 0.2, 0.8])

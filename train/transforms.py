@@ -13,6 +13,7 @@ then either a multi-scale resize or [resize to 400/500/600, random crop of
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,8 @@ from PIL import Image
 from torchvision.ops import box_convert
 
 from detr_core.config import IMAGENET_MEAN, IMAGENET_STD
+from detr_core.config import PreprocessConfig
+from detr_core.preprocess import image_to_tensor, resized_size
 
 OFFICIAL_SCALES = tuple(range(480, 801, 32))
 OFFICIAL_MAX_SIZE = 1333
@@ -59,20 +62,11 @@ def _choice(options):
     return options[int(torch.randint(len(options), ()).item())]
 
 
-def resized_size(width: int, height: int, min_size: int, max_size: int | None) -> tuple[int, int]:
-    """(w, h) with the shorter side ``min_size``, shrunk so the longer side stays <= max_size."""
-    short, long = min(width, height), max(width, height)
-    if max_size is not None and long / short * min_size > max_size:
-        min_size = int(round(max_size * short / long))
-    if width <= height:
-        return min_size, int(min_size * height / width)
-    return int(min_size * width / height), min_size
-
-
 def resize(image: Image.Image, target: dict, min_size: int, max_size: int | None):
     """Resize keeping the aspect ratio; boxes and areas follow."""
     w, h = image.size
-    new_w, new_h = resized_size(w, h, min_size, max_size)
+    # the same size rule as inference (detr_core.preprocess), so training sees what the model will see
+    new_h, new_w = resized_size(h, w, min_size, max_size if max_size is not None else sys.maxsize)
     image = TF.resize(image, [new_h, new_w])
     sx, sy = new_w / w, new_h / h
     target = dict(target)
@@ -190,6 +184,22 @@ def train_transforms(cfg: AugmentConfig) -> Compose:
     ])
 
 
-def eval_transforms(min_size: int, max_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
-    """Deterministic: resize to the model's preprocessing size, then normalise."""
-    return Compose([RandomResize([min_size], max_size), ToNormalizedTensor(mean, std)])
+class ModelInput:
+    """Evaluation: exactly the model's own preprocessing (detr_core.image_to_tensor), boxes normalised."""
+
+    def __init__(self, preprocess: PreprocessConfig):
+        self.preprocess = preprocess
+
+    def __call__(self, image, target):
+        tensor = image_to_tensor(image.convert("RGB"), self.preprocess)  # [3, H, W]
+        w, h = image.size  # normalised boxes do not change under an aspect-preserving resize
+        target = dict(target)
+        boxes = box_convert(target["boxes"].reshape(-1, 4), "xyxy", "cxcywh")  # [N, 4] pixels
+        target["boxes"] = boxes / torch.tensor([w, h, w, h], dtype=torch.float32)
+        target["size"] = torch.tensor(tensor.shape[-2:])
+        return tensor, target
+
+
+def eval_transforms(preprocess: PreprocessConfig) -> ModelInput:
+    """Deterministic, and identical to what inference does with the same model."""
+    return ModelInput(preprocess)
