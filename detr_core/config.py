@@ -37,6 +37,8 @@ class DETRConfig:
             raise ValueError(
                 f"position_embedding={self.position_embedding!r}: expected one of {POSITION_EMBEDDINGS}"
             )
+        if self.dilation and self.backbone in ("resnet18", "resnet34"):
+            raise ValueError(f"dilation (DC5) needs a bottleneck ResNet (resnet50/101), not {self.backbone}")
         if self.backbone_stages not in (3, 4):
             raise ValueError(f"backbone_stages={self.backbone_stages}: expected 3 or 4")
         if self.hidden_dim % self.nheads or self.hidden_dim % 2:
