@@ -5,6 +5,7 @@ import argparse
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,16 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
+    if not _looks_like_torch_file(path):
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy pickle)"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()]
+        first = (lines[0] if lines else str(err).strip().splitlines()[0]).split(" Please use")[0]
         raise ValueError(
             f"checkpoint {str(path)!r} holds pickled Python objects that are not tensors, and loading them"
             f" could run arbitrary code ({first}). Re-save only the weights:"
@@ -33,6 +39,12 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise ValueError(
             f"could not read {str(path)!r} as a PyTorch checkpoint ({err}); is it a .pth file written by torch.save?"
         ) from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return zipfile.is_zipfile(path) or head[:1] == b"\x80"  # pickle protocol 2+ opcode (legacy format)
 
 
 def model_checkpoint(model: torch.nn.Module) -> dict:
