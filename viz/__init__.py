@@ -1,0 +1,25 @@
+"""DETR Lens drawing: plain functions on numpy/PIL (fast, interactive) and matplotlib (export figures).
+
+Usable from a notebook without Gradio:
+
+    ins = detr_core.inspect_image(model, "photo.jpg")
+    viz.draw_detections(ins.image, ins.detections(0.7))
+    viz.overlay(ins.image, ins.decoder_map(query=5, layer=-1, head="mean"), ins.coords)
+    viz.encoder_image(ins, x=200, y=150, layer=5)
+"""
+from .decoder import QueryCard, card_for, class_summary, head_grid, query_cards, query_image
+from .detections import TABLE_HEADERS, Box, detection_rows, draw_boxes, draw_detections
+from .encoder import describe_point, encoder_head_grid, encoder_image
+from .figures import decoder_figure, detections_figure, figure_png, view_figure
+from .grid import tile_grid
+from .heatmap import blend, colorize, draw_marker, fit, normalise, overlay, upsample
+from .palette import COLORMAPS, box_colour, colormap_lut
+
+__all__ = [
+    "QueryCard", "card_for", "class_summary", "head_grid", "query_cards", "query_image",
+    "TABLE_HEADERS", "Box", "detection_rows", "draw_boxes", "draw_detections",
+    "describe_point", "encoder_head_grid", "encoder_image",
+    "decoder_figure", "detections_figure", "figure_png", "view_figure", "tile_grid",
+    "blend", "colorize", "draw_marker", "fit", "normalise", "overlay", "upsample",
+    "COLORMAPS", "box_colour", "colormap_lut",
+]
