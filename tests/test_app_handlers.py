@@ -1,0 +1,241 @@
+"""App handlers with the tiny model: every handler, every selector value, and bad inputs give gr.Error."""
+from __future__ import annotations
+
+import io
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from gradio.data_classes import ImageData
+from PIL import Image
+
+from webapp import decoder_tab, detections_tab, encoder_tab
+from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler
+from webapp.controls import DIRECTIONS, GRID, head_choices
+from webapp.models import TINY, ModelCache
+from webapp.session import MAX_SIDE
+
+HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's convolutions are slower with 2 threads than 1 on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models():
+    cache = ModelCache()
+    cache.get(TINY)
+    return cache
+
+
+def _save(image: Image.Image, tmp_path, name="img.png", **kw) -> str:
+    path = tmp_path / name
+    image.save(path, **kw)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def session(models, tmp_path_factory):
+    """One analysed 180x120 image shared by the read-only view tests."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 180, 3), dtype=np.uint8))
+    return analyze_handler(models)(_save(image, tmp_path_factory.mktemp("session")), TINY)[0]
+
+
+def _select(index) -> gr.SelectData:
+    return gr.SelectData(None, {"index": index, "value": None, "selected": True})
+
+
+def test_analyze_returns_the_exact_image_it_analysed(models, tmp_path, rgb_image):
+    session, shown, status = analyze_handler(models)(_save(Image.fromarray(rgb_image), tmp_path), TINY)
+    assert shown.size == (180, 120) and session.inspection.image_size == (120, 180)
+    assert "tiny" in status and "Untrained" in status
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK"])
+def test_analyze_accepts_every_image_mode(models, tmp_path, rgb_image, mode):
+    image = Image.fromarray(rgb_image).convert(mode if mode != "I;16" else "I").convert(mode)
+    name = "img.jpg" if mode == "CMYK" else "img.png"
+    session, shown, _ = analyze_handler(models)(_save(image, tmp_path, name), TINY)
+    assert shown.mode == "RGB" and shown.size == (180, 120)
+
+
+def test_analyze_applies_exif_rotation(models, tmp_path):
+    image = Image.new("RGB", (90, 40), (10, 200, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    session, shown, _ = analyze_handler(models)(_save(image, tmp_path, "r.jpg", exif=exif), TINY)
+    assert shown.size == (40, 90) and session.inspection.image_size == (90, 40)
+
+
+def test_large_images_are_downscaled_and_say_so(models, tmp_path):
+    session, shown, status = analyze_handler(models)(_save(Image.new("RGB", (2000, 1000)), tmp_path), TINY)
+    assert shown.size == (MAX_SIDE, round(MAX_SIDE / 2)) and "downscaled from 2000x1000" in status
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_corrupt_uploads_give_a_plain_error(models, tmp_path, content):
+    path = tmp_path / "broken.png"
+    path.write_bytes(content)
+    with pytest.raises(gr.Error, match="could not be read as an image"):
+        analyze_handler(models)(str(path), TINY)
+    component = readable_upload(gr.Image(type="filepath", image_mode=None))
+    with pytest.raises(gr.Error, match="could not be read as an image"):
+        component.preprocess(ImageData(path=str(path), orig_name="broken.png"))
+
+
+def test_truncated_jpeg_gives_a_plain_error(models, tmp_path, rgb_image):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb_image).save(buffer, format="JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[:300])
+    with pytest.raises(gr.Error, match="could not be read"):
+        analyze_handler(models)(str(path), TINY)
+
+
+def test_no_image_and_unknown_model_give_plain_errors(models, tmp_path, rgb_image):
+    with pytest.raises(gr.Error, match="No image"):
+        analyze_handler(models)(None, TINY)
+    with pytest.raises(gr.Error, match="Could not load the model 'nope'"):
+        analyze_handler(models)(_save(Image.fromarray(rgb_image), tmp_path), "nope")
+
+
+def test_every_handler_before_any_image_asks_for_one():
+    calls = [
+        lambda: detections_tab.render_detections(None, 0.5),
+        lambda: detections_tab.export_detections(None, 0.5),
+        lambda: decoder_tab.render_gallery(None, 0.5, False, 2, "mean", 0.6, "inferno"),
+        lambda: decoder_tab.render_query(None, 0, 2, "mean", 0.6, "inferno"),
+        lambda: decoder_tab.select_tile(None, 0.5, False, 2, "mean", 0.6, "inferno", _select(0)),
+        lambda: decoder_tab.export_decoder(None, 0.5, False, 0, 2, "mean", "inferno"),
+        lambda: encoder_tab.render_encoder(None, 1, 1, 2, "mean", DIRECTIONS[0], 0.6, "inferno"),
+        lambda: encoder_tab.click(None, 2, "mean", DIRECTIONS[0], 0.6, "inferno", _select([1, 1])),
+        lambda: encoder_tab.export_encoder(None, 1, 1, 2, "mean", DIRECTIONS[0], "inferno"),
+    ]
+    for call in calls:
+        with pytest.raises(gr.Error, match="Upload an image first"):
+            call()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.7, 1.0])
+def test_detections_follow_the_threshold(session, threshold):
+    image, rows, summary = detections_tab.render_detections(session, threshold)
+    assert image.size == session.inspection.image.size
+    assert len(rows) == len(session.inspection.detections(threshold)) and str(len(rows)) in summary
+    assert detections_tab.export_detections(session, threshold).endswith(".png")
+    with pytest.raises(gr.Error, match="threshold"):
+        detections_tab.render_detections(session, 1.5)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+@pytest.mark.parametrize("head", HEADS)
+def test_decoder_views_for_every_layer_and_head(session, layer, head):
+    tiles = decoder_tab.render_gallery(session, 0.0, True, layer, head, 0.5, "viridis")
+    assert len(tiles) == session.inspection.num_queries and "no object" in tiles[0][1]
+    view, info = decoder_tab.render_query(session, 3, layer, head, 0.5, "viridis")
+    assert f"Query 3" in info and f"layer {layer}" in info
+    assert (view.width > session.inspection.image.width) == (head == GRID)
+
+
+def test_decoder_gallery_shows_only_detections_unless_asked(session):
+    shown = decoder_tab.render_gallery(session, 0.2, False, 2, "mean", 0.6, "inferno")
+    assert len(shown) == len(session.inspection.detections(0.2))
+    assert decoder_tab.render_gallery(session, 1.0, False, 2, "mean", 0.6, "inferno") == []
+
+
+def test_choosing_a_tile_shows_that_query(session):
+    cards_order = [int(c.split(":")[0].split()[-1])
+                   for _, c in decoder_tab.render_gallery(session, 0.0, True, 2, "max", 0.6, "inferno")]
+    query, view, info = decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", _select(2))
+    assert query == cards_order[2] and f"Query {query}" in info
+    with pytest.raises(gr.Error, match="no gallery tile"):
+        decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", _select(99))
+
+
+@pytest.mark.parametrize("bad", [dict(layer=0), dict(layer=3), dict(layer=1.5), dict(head="5"), dict(head="x"),
+                                 dict(query=None), dict(query=10), dict(cmap="nope")])
+def test_decoder_rejects_bad_values(session, bad):
+    args = dict(query=0, layer=2, head="mean", alpha=0.6, cmap="inferno") | bad
+    with pytest.raises(gr.Error):
+        decoder_tab.render_query(session, **args)
+
+
+@pytest.mark.parametrize("head", ["mean", GRID])
+def test_decoder_export_and_refresh(session, head):
+    assert decoder_tab.export_decoder(session, 0.0, True, 1, 2, head, "inferno").endswith(".png")
+    layer, heads, gallery, query, view, info = decoder_tab.refresh(session, 0.7, False, 6, "7", 0.6, "inferno")
+    assert layer.maximum == 2 and layer.value == 2 and heads.value == "mean"
+    assert query == viz_best_query(session) and view.size == session.inspection.image.size
+    with pytest.raises(gr.Error, match="no query to export"):
+        decoder_tab.export_decoder(session, 1.0, False, 1, 2, "mean", "inferno")
+
+
+def viz_best_query(session) -> int:
+    probs = session.inspection.probabilities[:, :-1].max(-1)
+    return int(np.argmax(probs))
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_encoder_view_for_every_layer_head_and_direction(session, layer, head, direction):
+    view, info = encoder_tab.render_encoder(session, 30, 60, layer, head, direction, 0.6, "gray")
+    assert f"layer {layer}" in info and direction in info
+    assert (view.width > session.inspection.image.width) == (head == GRID)
+
+
+def test_encoder_direction_changes_the_map(session):
+    a, _ = encoder_tab.render_encoder(session, 30, 60, 1, "1", DIRECTIONS[0], 1.0, "gray")
+    b, _ = encoder_tab.render_encoder(session, 30, 60, 1, "1", DIRECTIONS[1], 1.0, "gray")
+    assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() > 0
+
+
+@pytest.mark.parametrize("size", [(180, 120), (64, 300), (640, 90), (2400, 1800)])
+def test_clicks_map_to_the_right_cell_for_any_shape(models, tmp_path, size):
+    """The input shows the analysed image itself, so a click at its corners hits the corner cells."""
+    session, shown, _ = analyze_handler(models)(_save(Image.new("RGB", size, (90, 90, 90)), tmp_path), TINY)
+    w, h = shown.size
+    coords = session.inspection.coords
+    rows, cols = coords.valid_cells
+    for (x, y), cell in [((0, 0), (1, 1)), ((w - 1, h - 1), (rows, cols))]:
+        cx, cy, view, info, tabs = encoder_tab.click(session, 2, "mean", DIRECTIONS[0], 0.6, "inferno",
+                                                     _select([x, y]))
+        assert (cx, cy) == (x, y) and f"row {cell[0]}/" in info and f"column {cell[1]}/" in info
+        assert view.size == (w, h) and tabs.selected == "encoder"
+
+
+@pytest.mark.parametrize("index", [None, [None, None], [5], "x"])
+def test_empty_clicks_give_a_plain_error(session, index):
+    with pytest.raises(gr.Error, match="did not land on the image"):
+        encoder_tab.click(session, 2, "mean", DIRECTIONS[0], 0.6, "inferno", _select(index))
+
+
+@pytest.mark.parametrize("bad", [dict(x=None), dict(x=500), dict(y=-3), dict(direction="sideways"),
+                                 dict(layer=7), dict(head="0")])
+def test_encoder_rejects_bad_values(session, bad):
+    args = dict(x=5, y=5, layer=2, head="mean", direction=DIRECTIONS[0], alpha=0.6, cmap="inferno") | bad
+    with pytest.raises(gr.Error):
+        encoder_tab.render_encoder(session, **args)
+
+
+def test_encoder_export_and_refresh(session):
+    assert encoder_tab.export_encoder(session, 5, 5, 1, "max", DIRECTIONS[1], "jet").endswith(".png")
+    layer, heads, x, y, view, info = encoder_tab.refresh(session, None, "grid", DIRECTIONS[0], 0.6, "inferno")
+    assert (x, y) == (90, 60) and layer.value == 2 and heads.value == GRID
+
+
+def test_switching_models_reruns_the_current_image(models, session):
+    again, status = switch_handler(models)(TINY, session)
+    assert again is not session and again.inspection.image.tobytes() == session.inspection.image.tobytes()
+    assert "tiny" in status
+    assert switch_handler(models)(TINY, None)[0] is None
+    with pytest.raises(gr.Error, match="Could not load"):
+        switch_handler(models)("missing.pth", session)
+    assert "tiny" in status_handler(models, TINY)()
+    assert "could not be loaded" in status_handler(models, "missing.pth")()

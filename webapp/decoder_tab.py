@@ -1,0 +1,115 @@
+"""Tab 2: decoder cross-attention, one gallery tile per query; choosing a tile shows it large (or all heads)."""
+from __future__ import annotations
+
+import gradio as gr
+
+import viz
+
+from .context import AppContext, Step
+from .controls import GRID, MEAN, head_choices, layer_index, parse_head, require, user_errors
+from .export import write_png
+from .session import Session
+
+TILE_SIDE = 320  # gallery thumbnails: 100 of them must draw in well under 50 ms
+FIGURE_QUERIES = 6  # the export figure shows at most this many queries, like the paper's
+
+
+def _selection(session: Session | None, layer, head):
+    """-> (inspection, 0-based layer, head for Inspection or GRID) with the values checked."""
+    ins = require(session).inspection
+    layers, heads = ins.decoder_cross_attention.shape[:2]
+    return ins, layer_index(layer, layers), parse_head(head, heads)
+
+
+@user_errors
+def render_gallery(session: Session | None, threshold: float, show_all: bool, layer, head,
+                   alpha: float, cmap: str) -> list:
+    """-> gallery items [(thumbnail, caption)], one per query shown; the grid option shows the mean here."""
+    ins, layer, head = _selection(session, layer, head)
+    head = None if head == GRID else head
+    base = session.thumbnail(TILE_SIDE)
+    return [(viz.query_image(ins, card, layer, head, alpha, cmap, base=base, label=False), card.caption(show_all))
+            for card in viz.query_cards(ins, threshold, show_all)]
+
+
+@user_errors
+def render_query(session: Session | None, query, layer, head, alpha: float, cmap: str):
+    """-> (large view of one query: one map or all heads, Markdown with its class probabilities)."""
+    ins, layer, head = _selection(session, layer, head)
+    if query is None or int(query) != query:
+        raise ValueError(f"query={query!r}: choose a tile in the gallery")
+    card = viz.card_for(ins, int(query))
+    image = (viz.head_grid(ins, card, layer, alpha, cmap) if head == GRID
+             else viz.query_image(ins, card, layer, head, alpha, cmap))
+    probabilities = ", ".join(f"{name} {p:.3f}" for name, p in viz.class_summary(ins, card.query))
+    return image, f"**Query {card.query}** (decoder layer {layer + 1}): {probabilities}"
+
+
+@user_errors
+def select_tile(session: Session | None, threshold: float, show_all: bool, layer, head, alpha: float,
+                cmap: str, evt: gr.SelectData):
+    """Gallery click -> (query number, large view, its probabilities)."""
+    ins = require(session).inspection
+    cards = viz.query_cards(ins, threshold, show_all)
+    if not isinstance(evt.index, int) or not 0 <= evt.index < len(cards):
+        raise ValueError(f"no gallery tile at index {evt.index!r}")
+    query = cards[evt.index].query
+    return (query, *render_query(session, query, layer, head, alpha, cmap))
+
+
+@user_errors
+def refresh(session: Session | None, threshold: float, show_all: bool, layer, head, alpha: float, cmap: str):
+    """After a new analysis: selectors fitted to the model, gallery, and the best query shown large."""
+    ins = require(session).inspection
+    layers, heads = ins.decoder_cross_attention.shape[:2]
+    layer = min(int(layer or layers), layers)
+    head = head if head in (MEAN, "max", GRID) or (str(head).isdigit() and int(head) <= heads) else MEAN
+    query = viz.query_cards(ins, 0.0, show_all=True)[0].query
+    return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head),
+            render_gallery(session, threshold, show_all, layer, head, alpha, cmap), query,
+            *render_query(session, query, layer, head, alpha, cmap))
+
+
+@user_errors
+def export_decoder(session: Session | None, threshold: float, show_all: bool, query, layer, head, cmap: str):
+    """-> PNG path: the shown queries (at most 6) paper-style, or the chosen query's heads in grid mode."""
+    ins, layer_i, head_v = _selection(session, layer, head)
+    title = f"{session.model_source}: decoder layer {layer_i + 1}"
+    if head_v == GRID:
+        image, _ = render_query(session, query, layer, head, 0.6, cmap)
+        return write_png(viz.view_figure(image, f"{title}, query {int(query)}, every head", cmap), "decoder-heads")
+    cards = viz.query_cards(ins, threshold, show_all)[:FIGURE_QUERIES]
+    if not cards:
+        raise ValueError("no query to export: lower the threshold or switch on \"show all queries\"")
+    return write_png(viz.decoder_figure(ins, cards, layer_i, head_v, cmap, title), "decoder")
+
+
+def build(ctx: AppContext) -> None:
+    with gr.Tab("Decoder: where each query looks", id="decoder"):
+        with gr.Row():
+            layer = gr.Slider(1, 6, value=6, step=1, label="Decoder layer", elem_id="decoder-layer")
+            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head")
+            show_all = gr.Checkbox(False, label="Show all queries (with no-object probability)",
+                                   elem_id="show-all-queries")
+        gallery = gr.Gallery(label="Queries: choose one to enlarge it", columns=4, height=420, format="jpeg",
+                             allow_preview=False, object_fit="contain", elem_id="query-gallery")
+        with gr.Row():
+            query = gr.Number(label="Query", precision=0, minimum=0, elem_id="query-number", scale=1)
+            info = gr.Markdown(elem_id="query-info")
+        view = gr.Image(label="Chosen query", interactive=False, format="jpeg", elem_id="query-view")
+        with gr.Row():
+            export = gr.Button("Export figure (PNG)", size="sm")
+            file = gr.File(label="Figure", height=60)
+
+    s, d = ctx.session, ctx.display
+    gallery_in = [s, ctx.threshold, show_all, layer, head, *d]
+    query_in = [s, query, layer, head, *d]
+    # .input, not .change: refresh() sets these selectors, and that must not redraw everything twice.
+    gr.on([ctx.threshold.input, show_all.input, layer.input, head.input, ctx.alpha.input, ctx.cmap.input],
+          render_gallery, gallery_in, gallery, api_name="query_gallery", trigger_mode="always_last")
+    gr.on([query.submit, layer.input, head.input, ctx.alpha.input, ctx.cmap.input],
+          render_query, query_in, [view, info], api_name="query_view", trigger_mode="always_last")
+    gallery.select(select_tile, gallery_in, [query, view, info], api_name="select_query")
+    export.click(export_decoder, [s, ctx.threshold, show_all, query, layer, head, ctx.cmap], file,
+                 api_name="export_decoder")
+    ctx.after_analysis.append(Step(refresh, gallery_in, [layer, head, gallery, query, view, info]))

@@ -1,0 +1,50 @@
+"""Tab 1: the detections, as boxes on the image and as a table, filtered by the threshold without re-running."""
+from __future__ import annotations
+
+import gradio as gr
+
+import viz
+
+from .context import AppContext, Step
+from .controls import require, user_errors
+from .export import write_png
+from .session import Session
+
+
+@user_errors
+def render_detections(session: Session | None, threshold: float):
+    """-> (annotated image, table rows, one-line summary)."""
+    ins = require(session).inspection
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold={threshold} must be between 0 and 1")
+    detections = ins.detections(threshold)
+    summary = f"{len(detections)} detection(s) with score above {threshold:.2f} out of {ins.num_queries} queries."
+    if not detections:
+        summary += " Lower the threshold, or see every query in the decoder tab with \"show all queries\"."
+    if session.note:
+        summary += f" Image {session.note}."
+    return viz.draw_detections(ins.image, detections), viz.detection_rows(detections), summary
+
+
+@user_errors
+def export_detections(session: Session | None, threshold: float) -> str:
+    """-> path of a PNG figure of the current detections."""
+    ins = require(session).inspection
+    fig = viz.detections_figure(ins, ins.detections(threshold), f"{session.model_source}: score > {threshold:.2f}")
+    return write_png(fig, "detections")
+
+
+def build(ctx: AppContext) -> None:
+    with gr.Tab("Detections", id="detections"):
+        summary = gr.Markdown(elem_id="detections-summary")
+        image = gr.Image(label="Detections", interactive=False, format="jpeg", elem_id="detections",
+                         buttons=["download", "fullscreen"])
+        table = gr.Dataframe(headers=viz.TABLE_HEADERS, label="Detections (box in original pixels)",
+                             interactive=False, elem_id="detections-table")
+        with gr.Row():
+            export = gr.Button("Export figure (PNG)", size="sm")
+            file = gr.File(label="Figure", height=60)
+    outputs = [image, table, summary]
+    ctx.threshold.input(render_detections, [ctx.session, ctx.threshold], outputs, api_name="detections", trigger_mode="always_last")
+    export.click(export_detections, [ctx.session, ctx.threshold], file, api_name="export_detections")
+    ctx.after_analysis.append(Step(render_detections, [ctx.session, ctx.threshold], outputs))

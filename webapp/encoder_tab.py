@@ -1,0 +1,92 @@
+"""Tab 3: encoder self-attention of the feature cell under a clicked point of the input image."""
+from __future__ import annotations
+
+import gradio as gr
+
+import viz
+
+from .context import AppContext, Step
+from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, head_choices, incoming, layer_index, parse_head,
+                       require, user_errors)
+from .export import write_png
+from .session import Session
+
+
+def _point(session: Session, x, y) -> tuple[float, float]:
+    if x is None or y is None:
+        raise ValueError("click on the image (or type x and y) to choose a point")
+    return float(x), float(y)
+
+
+@user_errors
+def render_encoder(session: Session | None, x, y, layer, head, direction: str, alpha: float, cmap: str):
+    """-> (encoder attention at original pixel (x, y) over the image, or every head; a line naming the cell)."""
+    ins = require(session).inspection
+    layers, heads = ins.encoder_attention.shape[:2]
+    x, y = _point(session, x, y)
+    layer, head, into = layer_index(layer, layers), parse_head(head, heads), incoming(direction)
+    if head == GRID:
+        image = viz.encoder_head_grid(ins, x, y, layer, into, alpha, cmap)
+    else:
+        image = viz.encoder_image(ins, x, y, layer, head, into, alpha, cmap)
+    return image, f"{viz.describe_point(ins, x, y)}, encoder layer {layer + 1}: {direction or LOOKS_FROM}."
+
+
+@user_errors
+def click(session: Session | None, layer, head, direction: str, alpha: float, cmap: str, evt: gr.SelectData):
+    """Click on the input image -> (x, y, encoder view, description, the encoder tab brought forward).
+
+    The input image shows exactly the image that was analysed, so the event's pixel index is already in
+    original-image pixels whatever size the browser displays it at.
+    """
+    require(session)
+    if not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2 or None in evt.index:
+        raise ValueError("that click did not land on the image; click on the picture itself")
+    x, y = evt.index
+    return (x, y, *render_encoder(session, x, y, layer, head, direction, alpha, cmap), gr.Tabs(selected="encoder"))
+
+
+@user_errors
+def refresh(session: Session | None, layer, head, direction: str, alpha: float, cmap: str):
+    """After a new analysis: selectors fitted to the model, the point reset to the image centre."""
+    ins = require(session).inspection
+    layers, heads = ins.encoder_attention.shape[:2]
+    layer = min(int(layer or layers), layers)
+    head = head if head in (MEAN, "max", GRID) or (str(head).isdigit() and int(head) <= heads) else MEAN
+    h, w = ins.image_size
+    x, y = w // 2, h // 2
+    return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head), x, y,
+            *render_encoder(session, x, y, layer, head, direction, alpha, cmap))
+
+
+@user_errors
+def export_encoder(session: Session | None, x, y, layer, head, direction: str, cmap: str) -> str:
+    image, text = render_encoder(session, x, y, layer, head, direction, 0.6, cmap)
+    return write_png(viz.view_figure(image, f"{session.model_source}: {text}", cmap), "encoder")
+
+
+def build(ctx: AppContext) -> None:
+    with gr.Tab("Encoder: click a point", id="encoder"):
+        gr.Markdown("Click anywhere on the input image (left) to see the encoder self-attention of the"
+                    " feature cell under that point.")
+        with gr.Row():
+            layer = gr.Slider(1, 6, value=6, step=1, label="Encoder layer", elem_id="encoder-layer")
+            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="encoder-head")
+            direction = gr.Radio(list(DIRECTIONS), value=LOOKS_FROM, label="Direction", elem_id="encoder-direction")
+        with gr.Row():
+            x = gr.Number(label="x (pixels)", precision=0, minimum=0, elem_id="point-x")
+            y = gr.Number(label="y (pixels)", precision=0, minimum=0, elem_id="point-y")
+            info = gr.Markdown(elem_id="encoder-info")
+        view = gr.Image(label="Encoder attention", interactive=False, format="jpeg", elem_id="encoder-map")
+        with gr.Row():
+            export = gr.Button("Export figure (PNG)", size="sm")
+            file = gr.File(label="Figure", height=60)
+
+    s, d = ctx.session, ctx.display
+    view_in = [s, x, y, layer, head, direction, *d]
+    gr.on([x.submit, y.submit, layer.input, head.input, direction.input, ctx.alpha.input, ctx.cmap.input],
+          render_encoder, view_in, [view, info], api_name="encoder_map", trigger_mode="always_last")
+    ctx.input_image.select(click, [s, layer, head, direction, *d], [x, y, view, info, ctx.tabs],
+                           api_name="encoder_click", trigger_mode="always_last")
+    export.click(export_encoder, [s, x, y, layer, head, direction, ctx.cmap], file, api_name="export_encoder")
+    ctx.after_analysis.append(Step(refresh, [s, layer, head, direction, *d], [layer, head, x, y, view, info]))

@@ -1,0 +1,83 @@
+"""Which models the app offers, and a per-process cache that loads each one lazily, once."""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+import detr_core
+from detr_core.auto import AutoChoice, choose_model
+
+AUTO = "auto"
+TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
+MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", "untrained")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: torch.nn.Module
+    source: str  # what was loaded: a zoo name, "shapes", "untrained", "tiny" or a path
+    reason: str  # why, for the page
+
+
+def _tiny_model() -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return detr_core.build_model(detr_core.tiny_config(), detr_core.PreprocessConfig(128, 213)).eval()
+
+
+class ModelCache:
+    """Models by name, each loaded on first use behind one lock (a load can take seconds)."""
+
+    def __init__(self, auto_timeout: float = 2.0):
+        self._auto_timeout = auto_timeout
+        self._auto: AutoChoice | None = None
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str) -> AutoChoice:
+        """The source behind a menu name (auto is decided once per process) and why."""
+        if name != AUTO:
+            return AutoChoice(name, "chosen by name")
+        with self._lock:
+            if self._auto is None:
+                self._auto = choose_model(self._auto_timeout)
+            return self._auto
+
+    def get(self, name: str) -> LoadedModel:
+        """The model for a menu name, a checkpoint path or "tiny". RuntimeError/ValueError if it cannot load."""
+        choice = self.resolve(name)
+        with self._lock:
+            if choice.source not in self._loaded:
+                self._loaded[choice.source] = LoadedModel(self._load(choice.source), choice.source, choice.reason)
+            return self._loaded[choice.source]
+
+    def warm(self, name: str) -> threading.Thread:
+        """Start loading in the background so the first upload does not wait; errors surface on use."""
+        def run():
+            try:
+                self.get(name)
+            except Exception:  # reported to the user when they actually use the model
+                pass
+        thread = threading.Thread(target=run, daemon=True, name=f"load-{name}")
+        thread.start()
+        return thread
+
+    @staticmethod
+    def _load(source: str) -> torch.nn.Module:
+        if source == TINY:
+            return _tiny_model()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the page states the model and its caveats instead
+            return detr_core.load_model(source)
+
+
+def describe(loaded: LoadedModel) -> str:
+    """A line of Markdown for the page: which model, its size, and why it was chosen."""
+    config = loaded.model.config
+    shape = (f"{config.backbone}, {config.enc_layers}+{config.dec_layers} layers, {config.nheads} heads,"
+             f" {config.num_queries} queries")
+    warning = " **Untrained: detections and attention are random.**" if loaded.source in ("untrained", TINY) else ""
+    return f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}.{warning}"
