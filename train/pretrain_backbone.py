@@ -90,8 +90,13 @@ class DenseHead(nn.Module):
 
 
 def dense_loss(logits, boxes, targets: DenseTargets) -> tuple[torch.Tensor, float]:
-    """Cross-entropy over all cells + L1 of the box on shape cells. -> (loss, foreground accuracy)."""
-    ce = F.cross_entropy(logits, targets.labels)
+    """Cross-entropy over all cells + L1 of the box on shape cells. -> (loss, foreground accuracy).
+
+    Background cells are most of the grid; weighting them 0.1 (DETR's no-object weight) keeps the
+    network from settling on "all background"."""
+    weight = torch.ones(logits.shape[1], device=logits.device)
+    weight[-1] = 0.1
+    ce = F.cross_entropy(logits, targets.labels, weight=weight)
     fg = targets.labels < len(CLASS_NAMES)  # [B, fh, fw]
     pred_boxes = boxes.permute(0, 2, 3, 1)[fg]  # [N_fg, 4]
     l1 = F.l1_loss(pred_boxes, targets.boxes[fg]) if fg.any() else logits.sum() * 0
