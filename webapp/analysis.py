@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .models import ModelCache, describe
-from .session import MAX_SIDE, Session, analyze
+from .session import Session, analyze
 
 UNREADABLE = ("That file could not be read as an image. Upload a JPEG, PNG, WebP, BMP or TIFF picture.")
 
@@ -18,7 +18,7 @@ def _load(models: ModelCache, name: str):
 
 def status_line(loaded, session: Session | None) -> str:
     note = f" Image {session.note}." if session and session.note else ""
-    return f"{describe(loaded)}{note} Images above {MAX_SIDE} px are downscaled before the model sees them."
+    return f"{describe(loaded)}{note}"
 
 
 def analyze_handler(models: ModelCache):

@@ -97,9 +97,9 @@ def build(ctx: AppContext) -> None:
             query = gr.Number(label="Query", precision=0, minimum=0, elem_id="query-number", scale=1)
             info = gr.Markdown(elem_id="query-info")
         view = gr.Image(label="Chosen query", interactive=False, format="jpeg", elem_id="query-view")
-        with gr.Row():
-            export = gr.Button("Export figure (PNG)", size="sm")
-            file = gr.File(label="Figure", height=60)
+        with gr.Accordion("Export this view as a PNG figure", open=False):
+            export = gr.Button("Make figure", size="sm")
+            file = gr.File(label="Figure (PNG)")
 
     s, d = ctx.session, ctx.display
     gallery_in = [s, ctx.threshold, show_all, layer, head, *d]

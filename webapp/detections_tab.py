@@ -41,9 +41,9 @@ def build(ctx: AppContext) -> None:
                          buttons=["download", "fullscreen"])
         table = gr.Dataframe(headers=viz.TABLE_HEADERS, label="Detections (box in original pixels)",
                              interactive=False, elem_id="detections-table")
-        with gr.Row():
-            export = gr.Button("Export figure (PNG)", size="sm")
-            file = gr.File(label="Figure", height=60)
+        with gr.Accordion("Export this view as a PNG figure", open=False):
+            export = gr.Button("Make figure", size="sm")
+            file = gr.File(label="Figure (PNG)")
     outputs = [image, table, summary]
     ctx.threshold.input(render_detections, [ctx.session, ctx.threshold], outputs, api_name="detections", trigger_mode="always_last")
     export.click(export_detections, [ctx.session, ctx.threshold], file, api_name="export_detections")

@@ -78,9 +78,9 @@ def build(ctx: AppContext) -> None:
             y = gr.Number(label="y (pixels)", precision=0, minimum=0, elem_id="point-y")
             info = gr.Markdown(elem_id="encoder-info")
         view = gr.Image(label="Encoder attention", interactive=False, format="jpeg", elem_id="encoder-map")
-        with gr.Row():
-            export = gr.Button("Export figure (PNG)", size="sm")
-            file = gr.File(label="Figure", height=60)
+        with gr.Accordion("Export this view as a PNG figure", open=False):
+            export = gr.Button("Make figure", size="sm")
+            file = gr.File(label="Figure (PNG)")
 
     s, d = ctx.session, ctx.display
     view_in = [s, x, y, layer, head, direction, *d]
