@@ -136,3 +136,18 @@ def test_export_figures_are_png(ins):
         assert viz.figure_png(fig, dpi=40).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="at least one"):
         viz.decoder_figure(ins, [])
+
+
+def test_fast_heat_image_matches_the_float_path():
+    coords = CoordinateMap((100, 150), (100, 150), (4, 5), 32)
+    attention = np.random.default_rng(1).random((4, 5)).astype(np.float32)
+    fast = np.asarray(viz.heat_image(attention, coords, (150, 100), "gray"))[..., 0].astype(int)
+    slow = np.clip(viz.normalise(viz.upsample(attention, coords, (150, 100))) * 255, 0, 255)
+    assert fast.shape == (100, 150) and np.corrcoef(fast.ravel(), slow.ravel())[0, 1] > 0.99
+    one_hot = np.zeros((4, 5), np.float32)
+    one_hot[2, 3] = 1.0
+    peak = np.asarray(viz.heat_image(one_hot, coords, (150, 100), "gray"))[..., 0]
+    (y, x), (cx, cy) = np.unravel_index(peak.argmax(), peak.shape), coords.cell_center(2, 3)
+    assert abs(x - cx) <= 3 and abs(y - cy) <= 3
+    with pytest.raises(ValueError, match="alpha"):
+        viz.overlay(Image.new("RGB", (150, 100)), attention, coords, alpha=-0.1)

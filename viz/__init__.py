@@ -12,7 +12,7 @@ from .detections import TABLE_HEADERS, Box, detection_rows, draw_boxes, draw_det
 from .encoder import describe_point, encoder_head_grid, encoder_image
 from .figures import decoder_figure, detections_figure, figure_png, view_figure
 from .grid import tile_grid
-from .heatmap import blend, colorize, draw_marker, fit, normalise, overlay, upsample
+from .heatmap import blend, colorize, draw_marker, fit, heat_image, normalise, overlay, upsample
 from .palette import COLORMAPS, box_colour, colormap_lut
 
 __all__ = [
@@ -20,6 +20,6 @@ __all__ = [
     "TABLE_HEADERS", "Box", "detection_rows", "draw_boxes", "draw_detections",
     "describe_point", "encoder_head_grid", "encoder_image",
     "decoder_figure", "detections_figure", "figure_png", "view_figure", "tile_grid",
-    "blend", "colorize", "draw_marker", "fit", "normalise", "overlay", "upsample",
+    "blend", "colorize", "draw_marker", "fit", "heat_image", "normalise", "overlay", "upsample",
     "COLORMAPS", "box_colour", "colormap_lut",
 ]
