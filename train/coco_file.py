@@ -85,6 +85,17 @@ def _check_entries(data: dict, path: Path) -> None:
             raise ValueError(f"{where} has bbox {bbox!r}; expected [x, y, width, height] numbers")
 
 
+def _fill_defaults(data: dict) -> None:
+    """Optional COCO fields that pycocotools' evaluation reads: ids, area, iscrowd."""
+    used = {a["id"] for a in data["annotations"] if "id" in a}
+    next_id = max(used, default=0) + 1
+    for ann in data["annotations"]:
+        if "id" not in ann:
+            ann["id"], next_id = next_id, next_id + 1
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+
+
 def check_image_files(data: dict, images: Path, path: Path, open_headers: bool = True) -> None:
     """Every listed image exists (and, if ``open_headers``, its header is a readable image)."""
     if not images.is_dir():
@@ -112,6 +123,7 @@ def load_coco(source: DataSource, open_headers: bool = True) -> COCO:
     data = read_json(source.annotations)
     _check_entries(data, source.annotations)
     check_image_files(data, source.images, source.annotations, open_headers)
+    _fill_defaults(data)
     coco = COCO()  # built from the dict: COCO(path) would re-read the file and print to stdout
     coco.dataset = data
     _quiet_index(coco)

@@ -68,7 +68,7 @@ class ImageRecord:
     image_id: int
     file: str
     boxes: np.ndarray  # [N, 4] float32 xyxy
-    labels: np.ndarray  # [N] int64
+    category_ids: np.ndarray  # [N] int64; mapped to labels when loaded, so the map can change
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class DataSummary:
     empty_images: int
 
 
-def _image_record(coco, image: dict, source: DataSource, label_map: LabelMap, counts: dict) -> ImageRecord:
+def _image_record(coco, image: dict, source: DataSource, counts: dict) -> ImageRecord:
     width, height = image.get("width", np.inf), image.get("height", np.inf)
     boxes, cats = [], []
     for ann in coco.imgToAnns.get(image["id"], []):
@@ -94,7 +94,7 @@ def _image_record(coco, image: dict, source: DataSource, label_map: LabelMap, co
             counts["degenerate"] += 1
             continue
         boxes.append([x0, y0, x1, y1])
-        cats.append(label_map.category_to_label[ann["category_id"]])
+        cats.append(ann["category_id"])
     return ImageRecord(image["id"], str(source.images / image["file_name"]),
                        np.asarray(boxes, dtype=np.float32).reshape(-1, 4),  # [N, 4]
                        np.asarray(cats, dtype=np.int64))
@@ -108,25 +108,34 @@ class CocoDetection(Dataset):
     """
 
     def __init__(self, source: DataSource, transforms: Callable, label_map: LabelMap | None = None,
-                 open_headers: bool = True):
+                 open_headers: bool = True, augment_seed: int | None = None):
         self.coco = load_coco(source, open_headers)
+        # Seeding each sample's augmentation by (seed, epoch, index) makes it independent of
+        # worker processes, batch order and resumption.
+        self.augment_seed, self.epoch = augment_seed, 0
         self.source = source
         self.transforms = transforms
-        categories = self.coco.dataset["categories"]
-        self.label_map = label_map or LabelMap.from_categories(categories)
-        unknown = set(c["id"] for c in categories) - set(self.label_map.category_to_label)
-        if unknown:
-            raise ValueError(f"{source.annotations}: category ids {sorted(unknown)} have no model label")
+        self.categories = list(self.coco.dataset["categories"])
+        self.set_label_map(label_map or LabelMap.from_categories(self.categories))
         counts = {"crowd": 0, "degenerate": 0}
-        self.records = [_image_record(self.coco, img, source, self.label_map, counts)
+        self.records = [_image_record(self.coco, img, source, counts)
                         for img in sorted(self.coco.dataset["images"], key=lambda i: i["id"])]
         self.summary = DataSummary(
-            len(self.records), sum(len(r.labels) for r in self.records), counts["crowd"],
-            counts["degenerate"], sum(len(r.labels) == 0 for r in self.records))
+            len(self.records), sum(len(r.category_ids) for r in self.records), counts["crowd"],
+            counts["degenerate"], sum(len(r.category_ids) == 0 for r in self.records))
         log.info("%s: %d images (%d without boxes), %d boxes; skipped %d crowd boxes, removed %d "
                  "degenerate boxes", source.annotations, self.summary.images,
                  self.summary.empty_images, self.summary.boxes, self.summary.crowd_skipped,
                  self.summary.degenerate_removed)
+
+    def set_label_map(self, label_map: LabelMap) -> None:
+        """Use ``label_map`` (e.g. a fine-tuned model's) from now on; it must cover every category."""
+        unknown = {c["id"] for c in self.categories} - set(label_map.category_to_label)
+        if unknown:
+            raise ValueError(f"{self.source.annotations}: category ids {sorted(unknown)} have no "
+                             "model label")
+        self.label_map = label_map
+        self._to_label = label_map.category_to_label
 
     def __len__(self) -> int:
         return len(self.records)
@@ -139,9 +148,19 @@ class CocoDetection(Dataset):
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)  # for entries without width/height
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        target = {"boxes": boxes[keep], "labels": torch.from_numpy(record.labels)[keep],
+        labels = torch.tensor([self._to_label[int(c)] for c in record.category_ids], dtype=torch.long)
+        target = {"boxes": boxes[keep], "labels": labels[keep],
                   "image_id": record.image_id, "orig_size": torch.tensor([h, w])}
-        return self.transforms(image, target)
+        if self.augment_seed is None:
+            return self.transforms(image, target)
+        seed = np.random.SeedSequence([self.augment_seed, self.epoch, index]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return self.transforms(image, target)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a new set of augmentations (set before the epoch's DataLoader is iterated)."""
+        self.epoch = epoch
 
 
 def _open_rgb(record: ImageRecord) -> Image.Image:

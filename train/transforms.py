@@ -40,8 +40,12 @@ class AugmentConfig:
     crop_max: int = 600
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    flip_p: float = 0.5  # probability of a horizontal flip
+    crop_p: float = 0.5  # probability of the resize-crop-resize branch instead of a plain resize
 
     def __post_init__(self):
+        if not (0 <= self.flip_p <= 1 and 0 <= self.crop_p <= 1):
+            raise ValueError(f"flip_p={self.flip_p}, crop_p={self.crop_p}: probabilities must be in [0, 1]")
         if not self.scales or min(self.scales) < 1 or max(self.scales) > self.max_size:
             raise ValueError(f"scales={self.scales} must be non-empty, positive, <= max_size={self.max_size}")
         if not 0 < self.crop_min <= self.crop_max:
@@ -173,13 +177,11 @@ class ToNormalizedTensor:
 def train_transforms(cfg: AugmentConfig) -> Compose:
     """The official DETR training augmentations, sized by ``cfg``."""
     multi_scale = RandomResize(cfg.scales, cfg.max_size)
+    crop_branch = Compose([RandomResize(cfg.crop_resize), RandomSizeCrop(cfg.crop_min, cfg.crop_max),
+                           multi_scale])
     return Compose([
-        RandomHorizontalFlip(),
-        RandomSelect(
-            multi_scale,
-            Compose([RandomResize(cfg.crop_resize), RandomSizeCrop(cfg.crop_min, cfg.crop_max),
-                     multi_scale]),
-        ),
+        RandomHorizontalFlip(cfg.flip_p),
+        RandomSelect(crop_branch, multi_scale, cfg.crop_p),
         ToNormalizedTensor(cfg.mean, cfg.std),
     ])
 

@@ -1,0 +1,96 @@
+"""``python -m train``: train or fine-tune a DETR on COCO-format data.
+
+    python -m train --data DIR --val-data DIR --output DIR --config shapes
+    python -m train --data ann.json --images DIR --init-from detr-r50 --config r50 ...
+    torchrun --nproc_per_node 2 -m train ...        (same flags, several processes)
+
+Flags become a ``RunConfig``; nothing below this file sees argparse.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from . import checkpoints
+from .coco_file import DataSource
+from .configs import NAMED_CONFIGS, TrainConfig, named_config
+from .distributed import cleanup, init_distributed
+from .loop import RunConfig, TrainingDiverged, train
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=Path,
+                   help="training set: folder with annotations.json + images/, or an annotation file")
+    p.add_argument("--images", type=Path, help="image folder when --data is an annotation file")
+    p.add_argument("--val-data", type=Path, help="validation set, same forms as --data")
+    p.add_argument("--val-images", type=Path, help="image folder when --val-data is a file")
+    p.add_argument("--output", required=True, type=Path, help="checkpoints and log.jsonl go here")
+    p.add_argument("--config", default="shapes", choices=sorted(NAMED_CONFIGS),
+                   help="named recipe (model, sizes, optimiser); default shapes")
+    p.add_argument("--epochs", type=int, help="default: the recipe's")
+    p.add_argument("--batch-size", type=int, help="per process; default: the recipe's")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--lr-backbone", type=float, help="override the recipe's backbone rate")
+    p.add_argument("--warmup-steps", type=int, help="override the recipe's warm-up")
+    p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes" or a checkpoint path')
+    p.add_argument("--resume", type=Path, help="continue a run from its last.pth")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The named recipe, or the resumed run's own, with the flags' overrides applied."""
+    if args.resume is not None:
+        recipe = TrainConfig.from_dict(checkpoints.load_for_resume(args.resume)["train_config"])
+    else:
+        recipe = named_config(args.config)
+    optim = {k: v for k, v in (("lr", args.lr), ("lr_backbone", args.lr_backbone),
+                               ("warmup_steps", args.warmup_steps)) if v is not None}
+    run = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
+    if any(v < 1 for v in run.values()):
+        raise ValueError(f"--epochs and --batch-size must be at least 1, got {run}")
+    return recipe.replace(optim=dataclasses.replace(recipe.optim, **optim), **run)
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    if args.init_from and args.resume:
+        raise ValueError("--init-from and --resume exclude each other: --resume continues a run "
+                         "with its own weights")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError(f"--max-steps {args.max_steps}: must be at least 1")
+    val = DataSource.from_paths(args.val_data, args.val_images) if args.val_data else None
+    return RunConfig(
+        data=DataSource.from_paths(args.data, args.images), output=args.output,
+        recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
+        max_steps=args.max_steps, seed=args.seed, num_workers=args.workers,
+        progress_bar=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = init_distributed(args.device)
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        result = train(run_config(args), info)
+    except (ValueError, TrainingDiverged) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 3
+    finally:
+        cleanup(info)
+    if info.is_main:
+        print(f"done: epoch {result.progress.epoch}, step {result.progress.step}; "
+              f"checkpoints in {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

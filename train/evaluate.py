@@ -1,0 +1,131 @@
+"""COCO evaluation of a DETR on a COCO-format data set (pycocotools ``COCOeval``).
+
+``python -m train.evaluate --model SOURCE --data DIR [--images DIR] [--json-out FILE]``
+prints the AP table; ``--json-out`` writes the 12 summary numbers as JSON.
+Every query's prediction is scored (DETR needs no NMS), as in the official code.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision.ops import box_convert
+
+from detr_core import load_model, postprocess
+
+from .coco_file import DataSource
+from .dataset import CocoDetection, LabelMap, collate
+from .distributed import DistInfo, broadcast_object, gather_objects
+from .transforms import eval_transforms
+
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+              "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """COCO summary numbers (in STAT_NAMES order) and the printed table."""
+
+    stats: dict
+    table: str
+    detections: int
+
+
+def coco_results(outputs: dict, targets: list[dict], label_to_category: dict) -> list[dict]:
+    """COCO result entries (xywh in original-image pixels) for one batch's outputs."""
+    results = []
+    for b, target in enumerate(targets):
+        h, w = target["orig_size"].tolist()
+        scores, labels, xyxy = postprocess(outputs["pred_logits"][b], outputs["pred_boxes"][b], (h, w))
+        xywh = box_convert(xyxy, "xyxy", "xywh")  # [Q, 4]
+        for score, label, box in zip(scores.tolist(), labels.tolist(), xywh.tolist()):
+            if label in label_to_category:  # e.g. the "N/A" slots of COCO-91 have no category
+                results.append({"image_id": target["image_id"], "category_id": label_to_category[label],
+                                "bbox": [round(v, 2) for v in box], "score": score})
+    return results
+
+
+@torch.no_grad()
+def predict(model, loader, label_map: LabelMap, device) -> dict[int, list]:
+    """image id -> its COCO result entries, for this process's share of the data."""
+    was_training = model.training
+    model.eval()
+    by_image: dict[int, list] = {}
+    to_category = label_map.label_to_category
+    for batch in loader:
+        outputs = model(batch.pixel_values.to(device), batch.pixel_mask.to(device))
+        outputs = {k: outputs[k].cpu() for k in ("pred_logits", "pred_boxes")}
+        for t in batch.targets:
+            by_image[t["image_id"]] = []
+        for entry in coco_results(outputs, batch.targets, to_category):
+            by_image[entry["image_id"]].append(entry)
+    model.train(was_training)
+    return by_image
+
+
+def summarize(coco_gt, results: list[dict], image_ids: list[int]) -> EvalResult:
+    """Run COCOeval and capture its printed table."""
+    if not results:
+        return EvalResult({k: 0.0 for k in STAT_NAMES}, "no detections: every AP is 0\n", 0)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        ev.params.imgIds = sorted(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    table = "\n".join(line for line in out.getvalue().splitlines() if line.startswith(" Average"))
+    return EvalResult(dict(zip(STAT_NAMES, (float(v) for v in ev.stats))), table + "\n", len(results))
+
+
+def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = DistInfo(),
+             num_workers: int = 0) -> EvalResult:
+    """COCO metrics of ``model`` on ``dataset``; with several processes each predicts a
+    share, rank 0 runs COCOeval, and every process returns its result."""
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=False)
+    loader = DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=num_workers, generator=torch.Generator())
+    by_image: dict[int, list] = {}
+    for part in gather_objects(predict(model, loader, dataset.label_map, info.device), info):
+        by_image.update(part)  # the sampler repeats a few images to even out shares: dedupe by id
+    result = None
+    if info.is_main:
+        results = [r for entries in by_image.values() for r in entries]
+        result = summarize(dataset.coco, results, [r.image_id for r in dataset.records])
+    return broadcast_object(result, info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="COCO AP of a DETR on a COCO-format data set")
+    parser.add_argument("--model", required=True, help='"detr-r50", "shapes", or a checkpoint path')
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder with annotations.json and images/, or an annotation file")
+    parser.add_argument("--images", type=Path, help="image folder when --data is a file")
+    parser.add_argument("--json-out", type=Path, help="write the 12 COCO summary numbers here")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = load_model(args.model, device=args.device)
+    source = DataSource.from_paths(args.data, args.images)
+    dataset = CocoDetection(source, eval_transforms(model.preprocess))
+    dataset.set_label_map(LabelMap.by_name(dataset.categories, model.class_names))
+    result = evaluate(model, dataset, args.batch_size, DistInfo(device=torch.device(args.device)))
+    print(f"{args.model} on {source.annotations} ({len(dataset)} images):")
+    print(result.table, end="")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result.stats, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The training loop: set up a run, train epoch by epoch, evaluate, log, checkpoint.
+
+``train(run, info)`` is the library entry point; ``python -m train`` turns flags
+into a ``RunConfig``. Only rank 0 writes (checkpoints, the JSON-lines log, the
+progress bar); every rank computes the same reduced metrics.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from detr_core.criterion import LOSS_NAMES, SetCriterion, weighted_total
+from detr_core.matcher import HungarianMatcher
+
+from . import checkpoints
+from .batches import epoch_batches, steps_per_epoch, train_loader
+from .checkpoints import Progress
+from .coco_file import DataSource
+from .configs import TrainConfig
+from .dataset import CocoDetection
+from .distributed import DistInfo, any_process, reduce_mean
+from .evaluate import EvalResult, evaluate
+from .model_setup import ModelSetup, finetuned_model, freeze_stem_if_pretrained, fresh_model, resumed_model
+from .optim import build_optimizer, build_scheduler, clip_and_step
+from .transforms import eval_transforms, train_transforms
+
+log = logging.getLogger(__name__)
+LOG_FILE = "log.jsonl"
+LOGGED = LOSS_NAMES + ("class_error", "cardinality_error")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run, as the command line describes it."""
+
+    data: DataSource
+    output: Path
+    recipe: TrainConfig
+    val_data: DataSource | None = None
+    init_from: str | None = None
+    resume: Path | None = None
+    max_steps: int | None = None
+    seed: int = 42
+    num_workers: int = 0
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainResult:
+    progress: Progress
+    train_losses: dict = field(default_factory=dict)
+    eval: EvalResult | None = None
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+class Trainer:
+    """Holds a run's model, data and optimiser state; ``fit`` runs it to the end."""
+
+    def __init__(self, run: RunConfig, info: DistInfo = DistInfo()):
+        self.run, self.info = run, info
+        ckpt = checkpoints.load_for_resume(run.resume) if run.resume else None
+        self.recipe = run.recipe
+        if ckpt is None:
+            seed_everything(run.seed)
+        self.train_set = CocoDetection(run.data, train_transforms(self.recipe.augment),
+                                       augment_seed=run.seed)
+        self.setup = self._model_setup(ckpt)
+        self.model = self.setup.model
+        self.train_set.set_label_map(self.setup.label_map)
+        self.val_set = self._val_set()
+        self._build_optimisation(ckpt)
+
+    def _model_setup(self, ckpt) -> ModelSetup:
+        categories = self.train_set.categories
+        if ckpt is not None:
+            setup = resumed_model(ckpt, categories, str(self.run.resume))
+        elif self.run.init_from:
+            setup = finetuned_model(self.run.init_from, self.recipe.preprocess, categories)
+        else:
+            setup = fresh_model(self.recipe, categories)
+        freeze_stem_if_pretrained(setup)
+        setup.model.to(self.info.device).train()
+        return setup
+
+    def _val_set(self) -> CocoDetection | None:
+        if self.run.val_data is None:
+            return None
+        val = CocoDetection(self.run.val_data, eval_transforms(self.model.preprocess))
+        val.set_label_map(self.setup.label_map)
+        return val
+
+    def _build_optimisation(self, ckpt) -> None:
+        r = self.recipe
+        self.criterion = SetCriterion(self.model.config.num_classes, HungarianMatcher(r.matching),
+                                      r.losses).to(self.info.device)
+        self.optimizer = build_optimizer(self.model, r.optim)
+        self.steps_per_epoch = steps_per_epoch(self.train_set, r.batch_size, self.info)
+        self.scheduler = build_scheduler(self.optimizer, r.optim, self.steps_per_epoch)
+        self.progress = Progress()
+        if ckpt is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["lr_scheduler"])
+            self.progress = checkpoints.progress_of(ckpt)
+            checkpoints.restore_rng(ckpt["rng"])
+            log.info("resumed %s at epoch %d, step %d", self.run.resume, self.progress.epoch,
+                     self.progress.step)
+        self.net = (DistributedDataParallel(self.model) if self.info.enabled else self.model)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        result = TrainResult(self.progress)
+        while self.progress.epoch < self.recipe.epochs and not self._max_steps_reached():
+            started = time.perf_counter()
+            losses, images = self.train_epoch(self.progress.epoch)
+            partial = self.progress.epoch_step < self.steps_per_epoch
+            if not partial:
+                self.progress = Progress(self.progress.epoch + 1, 0, self.progress.step,
+                                         self.progress.best_ap)
+            result = self.end_epoch(losses, images, time.perf_counter() - started, partial)
+        return result
+
+    def _max_steps_reached(self) -> bool:
+        return self.run.max_steps is not None and self.progress.step >= self.run.max_steps
+
+    def train_epoch(self, epoch: int) -> tuple[dict, int]:
+        """Train from the current position to the end of ``epoch`` (or --max-steps);
+        returns the mean logged losses (reduced over processes) and images seen."""
+        self.train_set.set_epoch(epoch)
+        batches = epoch_batches(self.train_set, self.recipe.batch_size, self.info, self.run.seed,
+                                epoch)[self.progress.epoch_step:]
+        sums: dict[str, float] = {}
+        bar = tqdm(train_loader(self.train_set, batches, self.run.num_workers),
+                   total=len(batches), desc=f"epoch {epoch}", leave=False,
+                   disable=not (self.run.progress_bar and self.info.is_main))
+        n = 0
+        for batch in bar:
+            values = self.train_step(batch)
+            sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
+            n += 1
+            bar.set_postfix({k.removeprefix("loss_"): f"{sums[k] / n:.3f}"
+                             for k in ("loss",) + LOSS_NAMES})
+            if self._max_steps_reached():
+                break
+        bar.close()
+        means = reduce_mean({k: v / max(n, 1) for k, v in sums.items()}, self.info)
+        return means, n * self.recipe.batch_size * self.info.world_size
+
+    def train_step(self, batch) -> dict[str, float]:
+        """One optimiser step; raises TrainingDiverged on a non-finite loss (on every rank)."""
+        dev = self.info.device
+        targets = [{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in t.items()}
+                   for t in batch.targets]
+        outputs = self.net(batch.pixel_values.to(dev), batch.pixel_mask.to(dev))
+        finite = all(torch.isfinite(outputs[k]).all() for k in ("pred_logits", "pred_boxes"))
+        losses = self.criterion(outputs, targets) if finite else {}
+        total = weighted_total(losses, self.recipe.losses) if finite else torch.tensor(math.nan)
+        if any_process(not math.isfinite(total.item()), self.info):
+            self._diverged(losses, total)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        clip_and_step(self.model, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm)
+        p = self.progress
+        self.progress = Progress(p.epoch, p.epoch_step + 1, p.step + 1, p.best_ap)
+        return {"loss": total.item(), **{k: losses[k].detach().item() for k in LOGGED}}
+
+    def _diverged(self, losses: dict, total: torch.Tensor) -> None:
+        last = self.run.output / checkpoints.LAST
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        terms = {k: round(float(v), 4) for k, v in losses.items() if k in LOGGED}
+        raise TrainingDiverged(
+            f"loss became {total.item()} at epoch {self.progress.epoch}, step {self.progress.step} "
+            f"(terms: {terms or 'model output not finite'}); training stopped and {kept}. "
+            "Lower the learning rate (or raise warm-up) and --resume from that checkpoint."
+        )
+
+    # --- after an epoch -------------------------------------------------------------------
+
+    def end_epoch(self, losses: dict, images: int, seconds: float, partial: bool) -> TrainResult:
+        """Evaluate, append to the JSON-lines log, and write last (and best) checkpoints."""
+        result = evaluate(self.model, self.val_set, self.recipe.batch_size, self.info) \
+            if self.val_set is not None else None
+        ap = result.stats["AP"] if result else None
+        is_best = ap is not None and ap > self.progress.best_ap
+        if is_best:
+            p = self.progress
+            self.progress = Progress(p.epoch, p.epoch_step, p.step, ap)
+        if self.info.is_main:
+            self._report(losses, images, seconds, partial, result)
+            self._save(is_best)
+        return TrainResult(self.progress, losses, result)
+
+    def _report(self, losses, images, seconds, partial, result) -> None:
+        epoch = self.progress.epoch - (0 if partial else 1)
+        entry = {"epoch": epoch, "partial": partial, "step": self.progress.step,
+                 "lr": self.optimizer.param_groups[0]["lr"], "train": losses,
+                 "images_per_s": round(images / max(seconds, 1e-9), 3), "seconds": round(seconds, 1)}
+        if result is not None:
+            entry["val"] = result.stats
+            log.info("epoch %d: COCO AP on %s\n%s", epoch, self.run.val_data.annotations, result.table)
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in losses.items()})
+        self.run.output.mkdir(parents=True, exist_ok=True)
+        with open(self.run.output / LOG_FILE, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _save(self, is_best: bool) -> None:
+        ckpt = checkpoints.training_checkpoint(
+            self.model, self.optimizer, self.scheduler, self.progress, self.recipe.to_dict(),
+            self.setup.label_map.category_to_label, self.run.init_from)
+        checkpoints.save(ckpt, self.run.output / checkpoints.LAST)
+        if is_best:
+            checkpoints.save(ckpt, self.run.output / checkpoints.BEST)
+
+
+def train(run: RunConfig, info: DistInfo = DistInfo()) -> TrainResult:
+    """Run training as described by ``run``; see ``Trainer``."""
+    return Trainer(run, info).fit()
