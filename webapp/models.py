@@ -79,5 +79,6 @@ def describe(loaded: LoadedModel) -> str:
     config = loaded.model.config
     shape = (f"{config.backbone}, {config.enc_layers}+{config.dec_layers} layers, {config.nheads} heads,"
              f" {config.num_queries} queries")
-    warning = " **Untrained: detections and attention are random.**" if loaded.source in ("untrained", TINY) else ""
+    untrained = loaded.source in ("untrained", TINY) and "UNTRAINED" not in loaded.reason
+    warning = " **Untrained: detections and attention are random.**" if untrained else ""
     return f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}.{warning}"
