@@ -27,6 +27,9 @@ class DataSource:
         """``data`` is a folder with annotations.json and images/, or an annotation file
         (then ``images`` names the image folder, as in the standard COCO layout)."""
         data = Path(data)
+        if not data.exists():
+            raise ValueError(f"{data} does not exist; expected a folder with annotations.json and "
+                             "images/, or a COCO annotation file")
         if data.is_dir():
             if images is not None:
                 return cls(data / "annotations.json", Path(images))

@@ -87,6 +87,17 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+def weights_in_sync(model: torch.nn.Module, info: DistInfo) -> bool:
+    """True if every process holds the same weights (DDP's promise; checked after training)."""
+    if not info.enabled:
+        return True
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    lo, hi = total.clone().to(info.device), total.clone().to(info.device)
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    return bool(lo == hi)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -28,7 +28,7 @@ from .checkpoints import Progress
 from .coco_file import DataSource
 from .configs import TrainConfig
 from .dataset import CocoDetection
-from .distributed import DistInfo, any_process, reduce_mean
+from .distributed import DistInfo, any_process, reduce_mean, weights_in_sync
 from .evaluate import EvalResult, evaluate
 from .model_setup import ModelSetup, finetuned_model, freeze_stem_if_pretrained, fresh_model, resumed_model
 from .optim import build_optimizer, build_scheduler, clip_and_step
@@ -123,7 +123,7 @@ class Trainer:
             checkpoints.restore_rng(ckpt["rng"])
             log.info("resumed %s at epoch %d, step %d", self.run.resume, self.progress.epoch,
                      self.progress.step)
-        self.net = (DistributedDataParallel(self.model) if self.info.enabled else self.model)
+        self.net = DistributedDataParallel(self.model) if self.info.enabled else self.model
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -137,6 +137,9 @@ class Trainer:
                 self.progress = Progress(self.progress.epoch + 1, 0, self.progress.step,
                                          self.progress.best_ap)
             result = self.end_epoch(losses, images, time.perf_counter() - started, partial)
+        if not weights_in_sync(self.model, self.info):
+            raise RuntimeError("the processes ended with different weights; gradients were not "
+                               "synchronised (is every process running the same command?)")
         return result
 
     def _max_steps_reached(self) -> bool:
