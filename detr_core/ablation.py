@@ -1,0 +1,101 @@
+"""Head ablation: switch off attention heads of one layer for a forward pass, without touching the model.
+
+A head's contribution is its slice of concat_h(A_h @ V_h) before out_proj; ablation multiplies that slice by 0
+(attention_recompute.py). The model's parameters are never written, and only forward passes of the calling
+thread are affected, so other sessions sharing the loaded model keep seeing the intact model.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attention_recompute import recomputed_attention
+from .inspect import Inspection, inspect_image
+from .preprocess import ImageSource
+
+KINDS = ("cross", "self", "encoder")  # decoder cross-attention, decoder self-attention, encoder self-attention
+
+
+@dataclass(frozen=True)
+class HeadAblation:
+    """Which heads to switch off: 0-based `heads` of 0-based `layer` of the attention `kind`."""
+
+    layer: int
+    heads: tuple[int, ...]
+    kind: str = "cross"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind={self.kind!r}: expected one of {KINDS}")
+        object.__setattr__(self, "heads", tuple(sorted({int(h) for h in self.heads})))
+
+
+def target_module(model: nn.Module, ablation: HeadAblation) -> nn.MultiheadAttention:
+    """The attention module the ablation acts on; ValueError for a layer or head the model does not have."""
+    t = model.transformer
+    layers = t.encoder.layers if ablation.kind == "encoder" else t.decoder.layers
+    if not 0 <= ablation.layer < len(layers):
+        raise ValueError(f"layer={ablation.layer}: this model has {ablation.kind} layers 0..{len(layers) - 1}")
+    layer = layers[ablation.layer]
+    module = layer.multihead_attn if ablation.kind == "cross" else layer.self_attn
+    bad = [h for h in ablation.heads if not 0 <= h < module.num_heads]
+    if bad:
+        raise ValueError(f"heads={bad}: this model has heads 0..{module.num_heads - 1}")
+    return module
+
+
+@contextmanager
+def ablated_heads(model: nn.Module, ablation: HeadAblation) -> Iterator[None]:
+    """Within the context, this thread's forward passes of `model` run with `ablation.heads` switched off.
+
+    With no heads listed the layer is still recomputed (an identity), which keeps the path under test.
+    """
+    module = target_module(model, ablation)
+    mask = torch.ones(module.num_heads)  # [heads]
+    mask[list(ablation.heads)] = 0.0
+    with recomputed_attention([module], lambda index, weights: mask):
+        yield
+
+
+def inspect_ablated(model: nn.Module, image: ImageSource, ablation: HeadAblation) -> Inspection:
+    """inspect_image with the heads switched off: one forward pass, every attention map kept."""
+    with ablated_heads(model, ablation):
+        return inspect_image(model, image)
+
+
+@dataclass(frozen=True)
+class QueryChange:
+    """How one query's prediction moved when the heads were switched off."""
+
+    query: int
+    before: str  # "name score" or "no object"
+    after: str
+    score_change: float  # best real-class probability, after minus before
+    box_shift: float  # mean absolute change of normalised cx, cy, w, h
+
+
+def _label(ins: Inspection, query: int, threshold: float) -> str:
+    probs = ins.probabilities[query]  # [C+1]
+    best = int(np.argmax(probs[:-1]))
+    if probs[best] <= threshold:
+        return f"no object ({probs[-1]:.2f})"
+    return f"{ins.class_name(best)} {probs[best]:.2f}"
+
+
+def compare(before: Inspection, after: Inspection, threshold: float) -> list[QueryChange]:
+    """Per query, the change from `before` to `after`, queries detected in either one first, largest change first."""
+    if before.num_queries != after.num_queries:
+        raise ValueError(f"{before.num_queries} vs {after.num_queries} queries: not the same model")
+    score_before = before.probabilities[:, :-1].max(-1)  # [Q]
+    score_after = after.probabilities[:, :-1].max(-1)  # [Q]
+    shift = np.abs(after.boxes - before.boxes).mean(-1)  # [Q]
+    detected = (score_before > threshold) | (score_after > threshold)  # [Q]
+    order = sorted(range(before.num_queries),
+                   key=lambda q: (not detected[q], -abs(score_after[q] - score_before[q])))
+    return [QueryChange(q, _label(before, q, threshold), _label(after, q, threshold),
+                        float(score_after[q] - score_before[q]), float(shift[q])) for q in order]
