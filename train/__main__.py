@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
     p.add_argument("--lr-backbone", type=float, help="override the recipe's backbone rate")
     p.add_argument("--warmup-steps", type=int, help="override the recipe's warm-up")
+    p.add_argument("--train-stem", action="store_true",
+                   help="with --init-from: also train conv1 and layer1 (the official recipe freezes them)")
     p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes" or a checkpoint path')
     p.add_argument("--resume", type=Path, help="continue a run from its last.pth")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
@@ -54,6 +56,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
         recipe = named_config(args.config)
     optim = {k: v for k, v in (("lr", args.lr), ("lr_backbone", args.lr_backbone),
                                ("warmup_steps", args.warmup_steps)) if v is not None}
+    if args.train_stem:
+        optim["freeze_pretrained_stem"] = False
     run = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
     if any(v < 1 for v in run.values()):
         raise ValueError(f"--epochs and --batch-size must be at least 1, got {run}")

@@ -27,6 +27,7 @@ class OptimConfig:
     lr_drop_epochs: int = 200  # multiply the learning rates by lr_gamma every this many epochs
     lr_gamma: float = 0.1
     warmup_steps: int = 0  # linear warm-up from ~0 over this many optimiser steps
+    freeze_pretrained_stem: bool = True  # official: a pre-trained ResNet keeps conv1 + layer1 fixed
 
     def __post_init__(self):
         if self.lr <= 0 or self.lr_backbone < 0 or self.weight_decay < 0:

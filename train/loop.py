@@ -97,7 +97,7 @@ class Trainer:
             setup = finetuned_model(self.run.init_from, self.recipe.preprocess, categories)
         else:
             setup = fresh_model(self.recipe, categories)
-        freeze_stem_if_pretrained(setup)
+        freeze_stem_if_pretrained(setup, self.recipe.optim.freeze_pretrained_stem)
         setup.model.to(self.info.device).train()
         return setup
 
@@ -189,7 +189,7 @@ class Trainer:
     def _diverged(self, losses: dict, total: torch.Tensor) -> None:
         last = self.run.output / checkpoints.LAST
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-        terms = {k: round(float(v), 4) for k, v in losses.items() if k in LOGGED}
+        terms = {k: round(v.detach().item(), 4) for k, v in losses.items() if k in LOGGED}
         raise TrainingDiverged(
             f"loss became {total.item()} at epoch {self.progress.epoch}, step {self.progress.step} "
             f"(terms: {terms or 'model output not finite'}); training stopped and {kept}. "

@@ -83,7 +83,7 @@ def resumed_model(ckpt: dict, categories: Sequence[dict], where: str) -> ModelSe
     return ModelSetup(model, label_map, pretrained=ckpt.get("init_from") is not None)
 
 
-def freeze_stem_if_pretrained(setup: ModelSetup) -> None:
+def freeze_stem_if_pretrained(setup: ModelSetup, enabled: bool = True) -> None:
     """Official recipe: a pre-trained ResNet keeps conv1 and layer1 fixed. From scratch they must learn."""
-    if setup.pretrained:
+    if setup.pretrained and enabled:
         setup.model.backbone[0].freeze_stem()
