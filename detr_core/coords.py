@@ -54,6 +54,12 @@ class CoordinateMap:
         (H, W), (h, w) = self.image_size, self.input_size
         return (col + 0.5) * self.stride * W / w, (row + 0.5) * self.stride * H / h
 
+    def cell_bounds(self, row: int, col: int) -> tuple[float, float, float, float]:
+        """x0, y0, x1, y1 of a cell in original pixels, clipped to the image."""
+        (H, W), (h, w) = self.image_size, self.input_size
+        sx, sy = self.stride * W / w, self.stride * H / h
+        return col * sx, row * sy, min((col + 1) * sx, W), min((row + 1) * sy, H)
+
     def grid_extent(self) -> tuple[float, float]:
         """Size (height, width) of the whole feature grid in original pixels; overlays crop it to the image."""
         (H, W), (h, w), (fh, fw) = self.image_size, self.input_size, self.feature_size

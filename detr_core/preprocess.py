@@ -30,6 +30,8 @@ def _open(source: ImageSource) -> Image.Image:
         return image
     except FileNotFoundError:
         raise ValueError(f"image file {source_desc} does not exist") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"{source_desc} has too many pixels to open safely; use a smaller image") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(
             f"could not read {source_desc} as an image ({err}); give a JPEG, PNG, WebP, BMP or TIFF file"

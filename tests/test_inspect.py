@@ -77,6 +77,9 @@ def test_encoder_map_with_padding_cells():
     assert coords.valid_cells == (4, 5)
     assert coords.pixel_to_cell(149, 99) == (3, 4)
     assert coords.cell_index(3, 4) == 3 * 8 + 4
+    assert coords.cell_bounds(3, 4) == (128, 96, 150, 100)  # the last cell is clipped to the image
+    x0, y0, x1, y1 = coords.cell_bounds(1, 2)
+    assert coords.pixel_to_cell(x0, y0) == (1, 2) and coords.pixel_to_cell(x1 - 1, y1 - 1) == (1, 2)
 
 
 def _encode(image, fmt="PNG", **kw):
