@@ -85,3 +85,9 @@ def figure_png(fig: Figure, dpi: int = 150) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+if __name__ == "__main__":  # python -m viz.figures IMAGE --model NAME --out FILE.pdf|png (see viz/slides.py)
+    from viz.slides import main
+
+    main()

@@ -1,0 +1,174 @@
+"""Teaching views: drawing functions, the app tabs' handlers (tiny model), and the slide-figure CLI."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import detr_core
+import viz.ablation
+import viz.all_queries
+import viz.explain
+import viz.layers
+import viz.matching
+import viz.pipeline
+import viz.query_slots
+import viz.slides
+from detr_core.query_slots import QuerySlotStats
+from webapp import teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries, \
+    teach_slots
+from webapp.models import ModelCache
+from webapp.session import Session
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return ModelCache()
+
+
+@pytest.fixture(scope="module")
+def session(models):
+    image = np.random.default_rng(4).integers(0, 255, (120, 180, 3), dtype=np.uint8)
+    return Session(detr_core.inspect_image(models.get("tiny").model, image), "tiny")
+
+
+def test_query_bars_stack_each_querys_probabilities(session):
+    ins = session.inspection
+    height, column = 220, 9
+    chart = np.asarray(viz.all_queries.query_bars(ins, 0.5, height, column))
+    plot_h = height - 34 - 10
+    for q in (0, 4, ins.num_queries - 1):
+        x = 34 + q * column + 2
+        light = np.all(chart[:, x] == viz.all_queries.NO_OBJECT, -1).sum()  # [H] -> pixel count
+        assert light == pytest.approx(ins.probabilities[q, -1] * plot_h, abs=2)
+
+
+def test_all_queries_image_keeps_size_and_draws_every_box(session):
+    ins = session.inspection
+    out = viz.all_queries.all_queries_image(ins, 0.5)
+    assert out.size == ins.image.size and out.mode == "RGB"
+    assert not np.array_equal(np.asarray(out), np.asarray(ins.image))
+    with pytest.raises(ValueError, match="threshold"):
+        viz.all_queries.all_queries_image(ins, 1.5)
+
+
+def test_layer_predictions_end_with_the_final_prediction(session):
+    ins = session.inspection
+    best = ins.detections(-1.0)[0]
+    rows = viz.layers.layer_predictions(ins, best.query)
+    assert len(rows) == ins.layer_logits.shape[0]
+    name, p, _, box = rows[-1]
+    assert (name, p) == (best.name, pytest.approx(best.score, abs=1e-5))
+    np.testing.assert_allclose(box, best.box, atol=1e-3)
+    with pytest.raises(ValueError, match="query=99"):
+        viz.layers.layer_predictions(ins, 99)
+
+
+def test_size_colours_follow_the_papers_legend():
+    small, wide, tall = viz.query_slots.size_colours(np.array([[0.05, 0.05], [0.9, 0.4], [0.3, 0.9]]))
+    assert np.argmax(small) == 1 and np.argmax(wide) == 0 and np.argmax(tall) == 2
+
+
+def test_slots_image_draws_one_tile_per_slot_and_rejects_bad_slots():
+    rng = np.random.default_rng(0)
+    stats = QuerySlotStats(rng.random((5, 8, 2), np.float32), rng.random((5, 8, 2), np.float32) * 0.5,
+                           rng.random((5, 8), np.float32), np.zeros((5, 8), np.int64), tuple("abcde"), "m")
+    one = viz.query_slots.slots_image(stats, [3], columns=1, tile_side=100)
+    four = viz.query_slots.slots_image(stats, [0, 1, 2, 3], columns=4, tile_side=100)
+    assert four.width > 3 * one.width
+    with pytest.raises(ValueError, match="slots"):
+        viz.query_slots.slots_image(stats, [8])
+
+
+def test_pipeline_panels_show_the_feature_grid_at_its_size(session, models):
+    ins, stages = detr_core.pipeline.inspect_with_stages(models.get("tiny").model, session.inspection.image)
+    panels = viz.pipeline.pipeline_panels(ins, stages, 0.5)
+    assert [p.title[0] for p in panels] == list("123456")
+    fh, fw = ins.feature_size
+    backbone = panels[1].image
+    assert backbone.width % fw == 0 and backbone.height % fh == 0 and backbone.width // fw == backbone.height // fh
+
+
+def test_matching_rows_list_every_query_once_with_no_object_for_the_unmatched(session):
+    ins = session.inspection
+    truth = detr_core.ground_truth.GroundTruth(None, np.array([[10.0, 10, 60, 50], [90, 40, 170, 110]]),
+                                               np.array([1, 3]), ("b", "d"))
+    expl = detr_core.matching_explorer.explain_matching(ins, truth)
+    rows = viz.matching.match_rows(ins, expl)
+    assert sorted(r[0] for r in rows) == list(range(ins.num_queries))
+    assert sum(r[1] == "no object" for r in rows) == ins.num_queries - 2
+    assert viz.matching.matching_image(ins, truth, expl).size == ins.image.size
+    assert len(viz.matching.cost_figure(expl, truth.names).axes) == 8  # four heatmaps with their colour bars
+
+
+def test_layers_and_queries_tabs_render_from_the_stored_inspection(session):
+    strip, rows = teach_layers.render_layers(session, None, 0.6, "inferno")
+    assert isinstance(strip, Image.Image) and len(rows) == 2
+    image, bars, text = teach_queries.render_queries(session, 0.5)
+    assert image.size[0] > 0 and "queries" in text
+    with pytest.raises(gr.Error):
+        teach_queries.render_queries(None, 0.5)
+
+
+def test_pipeline_tab_runs_once_per_image(session, models):
+    show = teach_pipeline.show_handler(models)
+    cache, *outputs = show(session, None, 0.5)
+    assert cache[0] is session.inspection and len(outputs) == 12
+    again, *_ = show(session, cache, 0.5)
+    assert again is cache
+    placeholder = teach_pipeline.refresh_handler(models)(session, None, 0.5)
+    assert placeholder[0] is None and "Open this tab" in placeholder[7]
+
+
+def test_matching_tab_on_a_bundled_image(session, models):
+    names = teach_matching.list_images(str(teach_matching.SHAPES_VAL)).choices
+    match = teach_matching.match_handler(models)
+    cache, pairs, costs, rows, text = match(session, str(teach_matching.SHAPES_VAL), names[0][0], 1, 5, 2, None)
+    assert len(rows) == 10 and "Loss" in text and "category k is compared with class k" in text
+    with pytest.raises(gr.Error, match="COCO"):
+        match(session, "", names[0][0], 1, 5, 2, None)
+    with pytest.raises(gr.Error, match="weights are 0"):
+        match(session, str(teach_matching.SHAPES_VAL), names[0][0], 0, 0, 0, cache)
+
+
+def test_explain_and_ablation_tabs(session, models):
+    image, text = teach_explain.explain_handler(models)(session, None, 0.6, "inferno")
+    assert isinstance(image, Image.Image) and "relevance" in text.lower()
+    image, rows, summary = teach_ablation.ablation_handler(models)(session, "cross", 2, ["1", "2", "3", "4"], 0.0)
+    assert len(rows) == 10 and "heads off: 1, 2, 3, 4" in summary
+    with pytest.raises(gr.Error, match="layer"):
+        teach_ablation.ablation_handler(models)(session, "cross", 9, ["1"], 0.0)
+
+
+def test_slots_tab_computes_over_the_bundled_examples(session, models, monkeypatch, tmp_path):
+    monkeypatch.setattr(teach_slots, "PRECOMPUTED", tmp_path)  # no precomputed file for "tiny"
+    image, text = teach_slots.render_slots(session, None, 0.0)
+    assert image is None and "Press the button" in text
+    files = teach_slots.bundled_images()[:3]
+    monkeypatch.setattr(teach_slots, "bundled_images", lambda: files)
+    stats, image, text = teach_slots.compute_handler(models)(session, 0.0)
+    assert stats.num_images == 3 and isinstance(image, Image.Image) and "3 images" in text
+
+
+def test_slide_figures_cli_writes_pdf_and_png(tmp_path, models):
+    checkpoint = tmp_path / "tiny.pth"
+    detr_core.save_model(models.get("tiny").model, checkpoint)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
+    viz.slides.main([str(image), "--model", str(checkpoint), "--out", str(tmp_path / "f.pdf"), "--threshold", "0"])
+    assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    viz.slides.main([str(image), "--model", str(checkpoint), "--out", str(tmp_path / "f.png"), "--figure",
+                     "encoder", "--points", "10,10", "60,40", "--dpi", "50"])
+    assert Image.open(tmp_path / "f.png").size[0] > 100
+    with pytest.raises(SystemExit):
+        viz.slides.main([str(image), "--model", str(checkpoint), "--out", str(tmp_path / "f.svg")])

@@ -1,0 +1,73 @@
+"""Teaching tab: the pipeline walk-through, one panel per stage from the resized input to the set of boxes.
+
+The stage tensors (backbone features, positions, encoder output) are not part of the stored Inspection, so the
+tab runs the model once more with stage hooks (detr_core.pipeline), only when the tab is opened, and keeps the
+result for that image.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+import viz.pipeline
+from detr_core.pipeline import inspect_with_stages
+
+from .context import AppContext, Step
+from .controls import require, user_errors
+from .models import ModelCache
+from .session import Session
+from .teach_common import model_cache, session_model
+
+STAGES = 6
+INTRO = ("How DETR gets from pixels to a set of boxes, on your image. Opening this tab runs the model once more "
+         "to keep the tensors between the stages.")
+
+
+def _stages_for(models: ModelCache, session: Session, cache, progress):
+    """(inspection, stages) for the session's image: from the cache when it is for this very inspection."""
+    ins = session.inspection
+    if cache is not None and cache[0] is ins:
+        return cache
+    progress(0.1, desc="Running the model with stage hooks...")
+    _, stages = inspect_with_stages(session_model(models, session), ins.image)
+    return ins, stages
+
+
+def show_handler(models: ModelCache):
+    @user_errors
+    def show_pipeline(session: Session | None, cache, threshold: float, progress=gr.Progress()):
+        """-> (cache, six stage images, six stage texts)."""
+        session = require(session)
+        cache = _stages_for(models, session, cache, progress)
+        panels = viz.pipeline.pipeline_panels(session.inspection, cache[1], threshold)
+        return (cache, *[p.image for p in panels], *[f"**{p.title}.** {p.text}" for p in panels])
+    return show_pipeline
+
+
+def refresh_handler(models: ModelCache):
+    """After a new analysis: recompute only if this tab has been opened before (its cache is filled)."""
+    show = show_handler(models)
+
+    def refresh(session: Session | None, cache, threshold: float):
+        if cache is None:
+            return (None, *[None] * STAGES, "Open this tab (or press the button) to walk through the pipeline.",
+                    *[""] * (STAGES - 1))
+        return show(session, cache, threshold)
+    return refresh
+
+
+def build(ctx: AppContext) -> None:
+    models = model_cache(ctx)
+    with gr.Tab("Pipeline walk-through", id="teach-pipeline") as tab:
+        gr.Markdown(INTRO)
+        button = gr.Button("Show the pipeline for this image", size="sm", elem_id="pipeline-run")
+        cache = gr.State(None)
+        images, texts = [], []
+        for i in range(STAGES):
+            with gr.Row(equal_height=False):
+                images.append(gr.Image(interactive=False, format="png", show_label=False, height=300,
+                                       elem_id=f"pipeline-image-{i + 1}", scale=3))
+                texts.append(gr.Markdown(elem_id=f"pipeline-text-{i + 1}"))
+    inputs, outputs = [ctx.session, cache, ctx.threshold], [cache, *images, *texts]
+    gr.on([tab.select, button.click], show_handler(models), inputs, outputs, api_name="teach_pipeline",
+          concurrency_limit=1, concurrency_id="forward")
+    ctx.after_analysis.append(Step(refresh_handler(models), inputs, outputs))

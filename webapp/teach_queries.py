@@ -1,0 +1,40 @@
+"""Teaching tab: every query at once, to show that the model silences its own duplicates (no NMS)."""
+from __future__ import annotations
+
+import gradio as gr
+
+import viz.all_queries
+from detr_core.set_prediction import suppressed_duplicates
+
+from .context import AppContext, Step
+from .controls import require, user_errors
+from .session import Session
+
+SIDE = 800
+EXPLANATION = ("DETR always predicts a fixed number of boxes, one per query. Every box is drawn here, more opaque "
+               "the less the query believes in \"no object\". Detectors with anchors produce many overlapping boxes "
+               "per object and remove them with non-maximum suppression; DETR does not: its one-to-one matching "
+               "loss taught the extra queries to say \"no object\".")
+
+
+@user_errors
+def render_queries(session: Session | None, threshold: float):
+    """-> (every query's box faded by its object probability, one bar per query, Markdown summary)."""
+    ins = require(session).inspection
+    image = viz.all_queries.all_queries_image(ins, threshold, base=session.thumbnail(SIDE))
+    duplicates = suppressed_duplicates(ins, threshold)
+    return image, viz.all_queries.query_bars(ins, threshold), \
+        viz.all_queries.describe_queries(ins, threshold, duplicates)
+
+
+def build(ctx: AppContext) -> None:
+    with gr.Tab("All queries (no NMS)", id="teach-queries"):
+        gr.Markdown(EXPLANATION)
+        summary = gr.Markdown(elem_id="queries-summary")
+        image = gr.Image(label="Every query's box (opacity: 1 - P(no object))", interactive=False, format="jpeg",
+                         elem_id="queries-boxes")
+        bars = gr.Image(label="Per query: best class, other classes, no object", interactive=False, format="png",
+                        elem_id="queries-bars")
+    inputs, outputs = [ctx.session, ctx.threshold], [image, bars, summary]
+    ctx.threshold.input(render_queries, inputs, outputs, api_name="teach_queries", trigger_mode="always_last")
+    ctx.after_analysis.append(Step(render_queries, inputs, outputs))
