@@ -65,16 +65,21 @@ def test_tiny_model_on_tiny_set_and_cli_json(tmp_path, val_set, capsys):
     model = detr_core.build_model(config, PRE, list(val_set.label_map.class_names))
     path = tmp_path / "tiny.pth"
     detr_core.save_model(model, path)
-    main(["--model", str(path), "--data", str(val_set.source.annotations.parent),
-          "--json-out", str(tmp_path / "ap.json")])
+    assert main(["--model", str(path), "--data", str(val_set.source.annotations.parent),
+                 "--json-out", str(tmp_path / "ap.json")]) == 0
     printed = capsys.readouterr().out
     assert "Average Precision  (AP) @[ IoU=0.50:0.95" in printed or "no detections" in printed
     stats = json.loads((tmp_path / "ap.json").read_text())
     assert list(stats) == list(STAT_NAMES) and all(-1 <= v <= 1 for v in stats.values())
 
 
-def test_model_without_the_data_set_classes_is_rejected(tmp_path, val_set):
+def test_model_without_the_data_set_classes_is_rejected(tmp_path, val_set, capsys):
     model = detr_core.build_model(detr_core.tiny_config(num_classes=2), PRE, ["cat", "dog"])
     detr_core.save_model(model, tmp_path / "m.pth")
-    with pytest.raises(ValueError, match="not among the model's class names"):
-        main(["--model", str(tmp_path / "m.pth"), "--data", str(val_set.source.annotations.parent)])
+    code = main(["--model", str(tmp_path / "m.pth"), "--data", str(val_set.source.annotations.parent)])
+    assert code == 2 and "not among the model's class names" in capsys.readouterr().err
+
+
+def test_missing_model_file_is_reported(tmp_path, val_set, capsys):
+    code = main(["--model", str(tmp_path / "none.pth"), "--data", str(val_set.source.annotations.parent)])
+    assert code == 2 and "none.pth" in capsys.readouterr().err

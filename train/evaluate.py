@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = Di
     return broadcast_object(result, info)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="COCO AP of a DETR on a COCO-format data set")
     parser.add_argument("--model", required=True, help='"detr-r50", "shapes", or a checkpoint path')
     parser.add_argument("--data", required=True, type=Path,
@@ -113,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json-out", type=Path, help="write the 12 COCO summary numbers here")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> EvalResult:
     model = load_model(args.model, device=args.device)
     source = DataSource.from_paths(args.data, args.images)
     dataset = CocoDetection(source, eval_transforms(model.preprocess))
@@ -125,7 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result.stats, indent=1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        run(args)
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,11 +23,10 @@ from detr_core.criterion import LOSS_NAMES, SetCriterion, weighted_total
 from detr_core.matcher import HungarianMatcher
 
 from . import checkpoints
-from .batches import epoch_batches, steps_per_epoch, train_loader
 from .checkpoints import Progress
 from .coco_file import DataSource
 from .configs import TrainConfig
-from .dataset import CocoDetection
+from .dataset import CocoDetection, epoch_batches, steps_per_epoch, train_loader
 from .distributed import DistInfo, any_process, reduce_mean, weights_in_sync
 from .evaluate import EvalResult, evaluate
 from .model_setup import ModelSetup, finetuned_model, freeze_stem_if_pretrained, fresh_model, resumed_model
