@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
     p.add_argument("--lr-backbone", type=float, help="override the recipe's backbone rate")
     p.add_argument("--warmup-steps", type=int, help="override the recipe's warm-up")
+    p.add_argument("--query-groups", type=int,
+                   help="Group DETR: train this many query groups (training only; default: the recipe's)")
     p.add_argument("--train-stem", action="store_true",
                    help="with --init-from: also train conv1 and layer1 (the official recipe freezes them)")
     p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes" or a checkpoint path')
@@ -58,9 +60,10 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                                ("warmup_steps", args.warmup_steps)) if v is not None}
     if args.train_stem:
         optim["freeze_pretrained_stem"] = False
-    run = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
+    run = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                             ("query_groups", args.query_groups)) if v is not None}
     if any(v < 1 for v in run.values()):
-        raise ValueError(f"--epochs and --batch-size must be at least 1, got {run}")
+        raise ValueError(f"--epochs, --batch-size and --query-groups must be at least 1, got {run}")
     return recipe.replace(optim=dataclasses.replace(recipe.optim, **optim), **run)
 
 

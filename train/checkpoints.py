@@ -62,8 +62,10 @@ def restore_rng(rng: dict) -> None:
 
 
 def training_checkpoint(model, optimizer, scheduler, progress: Progress, train_config: dict,
-                        label_map: dict, init_from: str | None) -> dict:
-    """The dict written to last.pth / best.pth (``model`` must be unwrapped from DDP)."""
+                        label_map: dict, init_from: str | None, extra_state: dict | None = None) -> dict:
+    """The dict written to last.pth / best.pth (``model`` must be unwrapped from DDP).
+
+    ``extra_state``: training-only tensors outside the model (Group DETR's extra queries)."""
     ckpt = model_checkpoint(model)
     ckpt.update({
         "optimizer": optimizer.state_dict(),
@@ -73,6 +75,7 @@ def training_checkpoint(model, optimizer, scheduler, progress: Progress, train_c
         "train_config": train_config,
         "label_map": {int(k): int(v) for k, v in label_map.items()},  # category id -> label
         "init_from": None if init_from is None else str(init_from),
+        "extra_state": dict(extra_state or {}),
     })
     return ckpt
 

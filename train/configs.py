@@ -49,6 +49,12 @@ class TrainConfig:
     epochs: int
     losses: LossWeights = LossWeights()
     matching: MatchWeights = MatchWeights()
+    query_groups: int = 1  # Group DETR: >1 trains extra query groups (training only, see group_detr.py)
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.epochs < 1 or self.query_groups < 1:
+            raise ValueError(f"need batch_size, epochs and query_groups >= 1; got {self.batch_size}, "
+                             f"{self.epochs}, {self.query_groups}")
 
     def to_dict(self) -> dict:
         """Plain data for checkpoints and the log (tuples become lists)."""

@@ -29,6 +29,7 @@ from .configs import TrainConfig
 from .dataset import CocoDetection, epoch_batches, steps_per_epoch, train_loader
 from .distributed import DistInfo, any_process, reduce_mean, weights_in_sync
 from .evaluate import EvalResult, evaluate
+from .group_detr import GroupCriterion, GroupDETR
 from .model_setup import ModelSetup, finetuned_model, freeze_stem_if_pretrained, fresh_model, resumed_model
 from .optim import build_optimizer, build_scheduler, clip_and_step
 from .transforms import eval_transforms, train_transforms
@@ -111,7 +112,14 @@ class Trainer:
         r = self.recipe
         self.criterion = SetCriterion(self.model.config.num_classes, HungarianMatcher(r.matching),
                                       r.losses).to(self.info.device)
-        self.optimizer = build_optimizer(self.model, r.optim)
+        self.trainable, extra = self.model, []
+        if r.query_groups > 1:
+            self.trainable = GroupDETR(self.model, r.query_groups).to(self.info.device)
+            self.criterion = GroupCriterion(self.criterion, r.query_groups)
+            extra = [self.trainable.extra_queries]
+            if ckpt is not None:
+                self._restore_group_queries(ckpt)
+        self.optimizer = build_optimizer(self.model, r.optim, extra)
         self.steps_per_epoch = steps_per_epoch(self.train_set, r.batch_size, self.info)
         self.scheduler = build_scheduler(self.optimizer, r.optim, self.steps_per_epoch)
         self.progress = Progress()
@@ -122,7 +130,16 @@ class Trainer:
             checkpoints.restore_rng(ckpt["rng"])
             log.info("resumed %s at epoch %d, step %d", self.run.resume, self.progress.epoch,
                      self.progress.step)
-        self.net = DistributedDataParallel(self.model) if self.info.enabled else self.model
+        self.net = DistributedDataParallel(self.trainable) if self.info.enabled else self.trainable
+
+    def _restore_group_queries(self, ckpt) -> None:
+        saved = ckpt.get("extra_state", {}).get("group_queries")
+        expected = self.trainable.extra_queries.shape
+        if saved is None or saved.shape != expected:
+            found = 1 if saved is None else saved.shape[0] + 1
+            raise ValueError(f"{self.run.resume} was trained with {found} query group(s), this run asks "
+                             f"for {expected[0] + 1}; resume with the same --query-groups")
+        self.trainable.extra_queries.data.copy_(saved)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -136,7 +153,7 @@ class Trainer:
                 self.progress = Progress(self.progress.epoch + 1, 0, self.progress.step,
                                          self.progress.best_ap)
             result = self.end_epoch(losses, images, time.perf_counter() - started, partial)
-        if not weights_in_sync(self.model, self.info):
+        if not weights_in_sync(self.trainable, self.info):
             raise RuntimeError("the processes ended with different weights; gradients were not "
                                "synchronised (is every process running the same command?)")
         return result
@@ -180,7 +197,7 @@ class Trainer:
             self._diverged(losses, total)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        clip_and_step(self.model, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm)
+        clip_and_step(self.trainable, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm)
         p = self.progress
         self.progress = Progress(p.epoch, p.epoch_step + 1, p.step + 1, p.best_ap)
         return {"loss": total.item(), **{k: losses[k].detach().item() for k in LOGGED}}
@@ -224,10 +241,15 @@ class Trainer:
         with open(self.run.output / LOG_FILE, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def _extra_state(self) -> dict:
+        if isinstance(self.trainable, GroupDETR):
+            return {"group_queries": self.trainable.extra_queries.detach().cpu()}
+        return {}
+
     def _save(self, is_best: bool) -> None:
         ckpt = checkpoints.training_checkpoint(
             self.model, self.optimizer, self.scheduler, self.progress, self.recipe.to_dict(),
-            self.setup.label_map.category_to_label, self.run.init_from)
+            self.setup.label_map.category_to_label, self.run.init_from, self._extra_state())
         checkpoints.save(ckpt, self.run.output / checkpoints.LAST)
         if is_best:
             checkpoints.save(ckpt, self.run.output / checkpoints.BEST)

@@ -11,8 +11,9 @@ from .configs import OptimConfig
 BACKBONE_PREFIX = "backbone."
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Two AdamW groups: everything else at ``lr``, the ResNet at ``lr_backbone``.
+def param_groups(model: nn.Module, cfg: OptimConfig, extra: list | None = None) -> list[dict]:
+    """Two AdamW groups: everything else (plus ``extra`` training-only parameters) at
+    ``lr``, the ResNet at ``lr_backbone``.
 
     A zero backbone rate freezes the backbone (its parameters stop requiring grad),
     as in the official recipe.
@@ -24,15 +25,15 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
         if not param.requires_grad:
             continue
         (backbone if name.startswith(BACKBONE_PREFIX) else rest).append(param)
-    groups = [{"params": rest, "lr": cfg.lr}]
+    groups = [{"params": rest + list(extra or []), "lr": cfg.lr}]
     if backbone:
         groups.append({"params": backbone, "lr": cfg.lr_backbone})
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, extra: list | None = None) -> torch.optim.AdamW:
     # fused: one kernel for all parameters, several times faster on CPU than the per-tensor loop
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    return torch.optim.AdamW(param_groups(model, cfg, extra), lr=cfg.lr, weight_decay=cfg.weight_decay,
                              fused=True)
 
 
