@@ -17,13 +17,16 @@ import gradio as gr  # noqa: E402
 
 import viz  # noqa: E402
 from webapp import decoder_tab, detections_tab, encoder_tab  # noqa: E402
+from webapp import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline,  # noqa: E402
+                    teach_queries, teach_slots)
 from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler  # noqa: E402
 from webapp.context import AppContext, Step  # noqa: E402
 from webapp.models import MENU, ModelCache  # noqa: E402
 from webapp.session import MAX_SIDE  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-TABS = (detections_tab, decoder_tab, encoder_tab)
+TABS = (detections_tab, decoder_tab, encoder_tab, teach_pipeline, teach_layers, teach_queries, teach_matching,
+        teach_slots, teach_explain, teach_ablation)
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
 INTRO = f"""# DETR Lens
 Upload an image (or pick an example), then explore what DETR computed in its single forward pass:

@@ -99,19 +99,24 @@ def inspect_with_stages(model: nn.Module, image: ImageSource) -> tuple[Inspectio
     return ins, stages
 
 
-def principal_components(features: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def principal_components(features: np.ndarray, k: int = 3, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """features [C, h, w] -> (first k principal components [k, h, w], their share of the variance [k]).
 
     Cells are the samples and channels the variables, so the components show which cells look alike.
+    Subspace iteration instead of a full SVD: only k directions are needed, and a [HW, 2048] SVD of a
+    ResNet-50 map takes seconds on a busy CPU, while this takes milliseconds.
     """
     if features.ndim != 3:
         raise ValueError(f"features must be [C, h, w], got shape {features.shape}")
     c, h, w = features.shape
     cells = features.reshape(c, h * w).T.astype(np.float64)  # [HW, C]
     cells = cells - cells.mean(0)
-    _, s, vt = np.linalg.svd(cells, full_matrices=False)  # s [min(HW, C)], vt [., C]
-    k = min(k, len(s))
-    variance = s ** 2
-    share = variance[:k] / max(variance.sum(), 1e-12)
-    comps = (cells @ vt[:k].T).T.reshape(k, h, w)  # [k, h, w]
+    width = min(k + 5, c, h * w)  # a few extra directions make the iteration converge fast
+    basis = np.random.default_rng(0).standard_normal((c, width))  # [C, width]
+    for _ in range(iterations):
+        basis, _ = np.linalg.qr(cells.T @ (cells @ basis))  # [C, width], orthonormal
+    _, s, vt = np.linalg.svd(cells @ basis, full_matrices=False)  # [HW, width]: small
+    k = min(k, width)
+    comps = (cells @ (basis @ vt.T[:, :k])).T.reshape(k, h, w)  # [HW, k] -> [k, h, w]
+    share = s[:k] ** 2 / max(float((cells ** 2).sum()), 1e-12)
     return comps.astype(np.float32), share.astype(np.float32)

@@ -148,6 +148,8 @@ def test_explain_and_ablation_tabs(session, models):
     assert len(rows) == 10 and "heads off: 1, 2, 3, 4" in summary
     with pytest.raises(gr.Error, match="layer"):
         teach_ablation.ablation_handler(models)(session, "cross", 9, ["1"], 0.0)
+    with pytest.raises(gr.Error, match="at least one head"):
+        teach_ablation.ablation_handler(models)(session, "self", 1, [], 0.0)
 
 
 def test_slots_tab_computes_over_the_bundled_examples(session, models, monkeypatch, tmp_path):

@@ -28,7 +28,8 @@ def ablation_image(before: Inspection, after: Inspection, ablation: HeadAblation
     tiles = [fit(draw_detections(ins.image, ins.detections(threshold)), tile_side) for ins in (before, after)]
     if tiles[0].size != tiles[1].size:
         raise ValueError("the two inspections are of different images")
-    return tile_grid(tiles, ["all heads", describe_ablation(ablation)], columns=2)
+    heads = ", ".join(str(h + 1) for h in ablation.heads) or "none"
+    return tile_grid(tiles, ["all heads", f"heads {heads} off"], columns=2)
 
 
 def change_rows(changes: Sequence[QueryChange], limit: int = 20) -> list[list]:

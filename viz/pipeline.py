@@ -96,8 +96,8 @@ def pipeline_panels(ins: Inspection, stages: PipelineStages, threshold: float = 
         Panel("3. Positional encoding", f"Attention ignores order, so every cell gets a {d}-channel code of its "
               "(x, y) position, added to the keys and queries of every attention layer. Half the channels encode y, "
               "half x, at frequencies from slow to fast.", position_image(stages.position)),
-        Panel("4. Encoder output", f"A 1x1 convolution projects the features to {d} channels; {len(ins.encoder_attention)}"
-              " self-attention layers then let every cell exchange information with every other one. Shown: the "
+        Panel("4. Encoder output", f"A 1x1 convolution projects the features to {d} channels; "
+              f"{len(ins.encoder_attention)} self-attention layers then let every cell exchange information with every other one. Shown: the "
               f"first three principal components of the encoder output ({100 * m_share.sum():.0f}% of the variance): "
               "objects tend to separate from the background.", memory),
         Panel("5. Decoder queries", f"{q} learned query vectors (rows, {d} values each), the same for every image. "

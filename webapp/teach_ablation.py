@@ -30,6 +30,8 @@ def ablation_handler(models: ModelCache):
         ins = session.inspection
         if layer is None or not 1 <= int(layer) <= _layers(ins, kind or "cross"):
             raise ValueError(f"layer={layer!r}: this model has layers 1..{_layers(ins, kind or 'cross')}")
+        if not heads:
+            raise ValueError("tick at least one head to switch off")
         ablation = HeadAblation(int(layer) - 1, tuple(int(h) - 1 for h in heads or ()), kind or "cross")
         progress(0.1, desc="Forward pass with the heads switched off...")
         after = inspect_ablated(session_model(models, session), ins.image, ablation)
@@ -62,7 +64,7 @@ def build(ctx: AppContext) -> None:
         button = gr.Button("Run with these heads off", variant="primary", elem_id="ablation-run")
         summary = gr.Markdown(elem_id="ablation-summary")
         image = gr.Image(label="Detections: all heads | heads off", interactive=False, format="jpeg",
-                         elem_id="ablation-image")
+                         elem_id="ablation-image", show_label=False)
         table = gr.Dataframe(headers=viz.ablation.CHANGE_HEADERS, label="Queries that changed most",
                              interactive=False, elem_id="ablation-table")
     button.click(ablation_handler(models), [ctx.session, kind, layer, heads, ctx.threshold], [image, table, summary],

@@ -15,7 +15,7 @@ from .teach_common import chosen_query, model_cache, query_dropdown_update, sess
 EXPLANATION = ("Raw attention shows where one layer looked, not what the prediction depended on. Attention rollout "
                "follows the attention back through the encoder; gradient-weighted relevance (Chefer et al., ICCV "
                "2021) also asks which attention raised this class score. Relevance needs one forward and one "
-               "backward pass of the model (CPU, a few seconds for DETR-R50).")
+               "backward pass of the model, on the CPU.")
 
 
 def explain_handler(models: ModelCache):
@@ -47,7 +47,7 @@ def build(ctx: AppContext) -> None:
             button = gr.Button("Explain", variant="primary", elem_id="explain-run", scale=1)
         info = gr.Markdown(elem_id="explain-info")
         image = gr.Image(label="Raw attention | rollout | relevance", interactive=False, format="jpeg",
-                         elem_id="explain-maps")
+                         elem_id="explain-maps", show_label=False)
     button.click(explain_handler(models), [ctx.session, query, *ctx.display], [image, info],
                  api_name="teach_explain", concurrency_limit=1, concurrency_id="forward")
     ctx.after_analysis.append(Step(refresh, [ctx.session, query], [query, image, info]))

@@ -38,7 +38,7 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(EXPLANATION)
         query = gr.Dropdown([], label="Query (most confident first)", elem_id="layers-query")
         strip = gr.Image(label="Each decoder layer: its box and its cross-attention", interactive=False,
-                         format="jpeg", elem_id="layers-strip")
+                         format="jpeg", elem_id="layers-strip", show_label=False)
         table = gr.Dataframe(headers=viz.layers.LAYER_HEADERS, label="Prediction after each layer",
                              interactive=False, elem_id="layers-table")
     inputs = [ctx.session, query, *ctx.display]

@@ -49,7 +49,8 @@ def render_slots(session: Session | None, computed, min_score: float):
     session = require(session)
     stats = _stats(session, computed)
     if stats is None:
-        return None, (f"No precomputed file for `{session.model_source}` ({precomputed_file(session.model_source).name})."
+        name = precomputed_file(session.model_source).name
+        return None, (f"No precomputed file for `{session.model_source}` ({name})."
                       f" Press the button to compute it over the {len(bundled_images())} bundled example images.")
     return viz.query_slots.slots_image(stats, min_score=min_score), viz.query_slots.describe_slots(stats, min_score)
 
@@ -78,7 +79,7 @@ def build(ctx: AppContext) -> None:
             button = gr.Button("Compute over the bundled examples", size="sm", elem_id="slots-run")
         info = gr.Markdown(elem_id="slots-info")
         image = gr.Image(label="Predicted box centres per slot", interactive=False, format="png",
-                         elem_id="slots-image")
+                         elem_id="slots-image", show_label=False)
         computed = gr.State(None)
     min_score.input(render_slots, [ctx.session, computed, min_score], [image, info], api_name="teach_slots",
                     trigger_mode="always_last")

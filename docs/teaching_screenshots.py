@@ -1,0 +1,131 @@
+"""Screenshots of the teaching tabs for the README: the real app in headless chromium (Playwright).
+
+    python docs/teaching_screenshots.py [--model untrained] [--image examples/shapes.jpg] [--threshold 0.7]
+
+Starts `python app.py` on a free loopback port, uploads the image, opens each teaching tab, presses its button
+when it has one, and saves the visible tab as docs/teaching-<tab>.png (downscaled and quantised, < 200 KB).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+# (file stem, tab label pattern, button to press or None, element that holds the result)
+VIEWS = (
+    ("pipeline", "Pipeline walk-through", None, "#pipeline-image-6 img"),
+    ("layers", "Decoder layer by layer", None, "#layers-strip img"),
+    ("queries", r"All queries", None, "#queries-bars img"),
+    ("matching", "Hungarian matching", "#matching-run", "#matching-costs img"),
+    ("slots", "Query slots", None, "#slots-image img"),
+    ("explain", "Beyond raw attention", "#explain-run", "#explain-maps img"),
+    ("ablation", "Head ablation", "#ablation-run", "#ablation-image img"),
+)
+MAX_BYTES = 200_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"app.py did not answer at {url}")
+
+
+def save_small(png: bytes, path: Path, width: int = 1000) -> None:
+    """Downscale to `width` and quantise to 128 colours until the file is under MAX_BYTES."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    while True:
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.quantize(128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+        if buffer.tell() < MAX_BYTES or width < 400:
+            path.write_bytes(buffer.getvalue())
+            return
+        width = int(width * 0.85)
+
+
+def _open_tab(page, label: str) -> None:
+    tab = page.get_by_role("tab", name=re.compile(label))
+    if not tab.is_visible():  # tabs that do not fit sit behind the overflow menu
+        page.locator(".overflow-menu button, button.overflow-menu").first.click()
+        page.get_by_role("tab", name=re.compile(label)).or_(page.get_by_text(re.compile(label))).last.click()
+    else:
+        tab.click()
+
+
+def shoot(page, image: Path, threshold: float, out_dir: Path) -> None:
+    page.locator("#input-image input[type=file]").set_input_files(str(image))
+    page.locator("#detections img").wait_for()
+    threshold_box = page.locator("#threshold input[type=number]")
+    threshold_box.fill(str(threshold))
+    threshold_box.press("Enter")
+    page.wait_for_timeout(1500)
+    for stem, label, button, result in VIEWS:
+        _open_tab(page, label)
+        if stem == "ablation":
+            for head in ("1", "2", "3", "4"):
+                page.locator("#ablation-heads").get_by_label(head, exact=True).check()
+        if button:
+            page.locator(button).click()
+        page.locator(result).first.wait_for(timeout=180_000)
+        page.wait_for_timeout(1500)
+        panel = page.locator("[role=tabpanel]:visible").last
+        save_small(panel.screenshot(), out_dir / f"teaching-{stem}.png")
+        print(f"wrote docs/teaching-{stem}.png", flush=True)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="untrained")
+    parser.add_argument("--image", type=Path, default=REPO / "examples" / "shapes.jpg")
+    parser.add_argument("--threshold", type=float, default=0.7)
+    args = parser.parse_args()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", args.model], cwd=REPO,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait(url, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            shoot(page, args.image.resolve(), args.threshold, REPO / "docs")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
