@@ -27,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # (file stem, tab label pattern, button to press or None, element that holds the result)
 VIEWS = (
     ("pipeline", "Pipeline walk-through", None, "#pipeline-image-6 img"),
-    ("layers", "Decoder layer by layer", None, "#layers-strip img"),
+    ("layers", r"Layer by layer", None, "#layers-strip img"),
     ("queries", r"All queries", None, "#queries-bars img"),
     ("matching", "Hungarian matching", "#matching-run", "#matching-costs img"),
     ("slots", "Query slots", None, "#slots-image img"),

@@ -34,7 +34,7 @@ def refresh(session: Session | None, query, alpha: float, cmap: str):
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("Decoder layer by layer", id="teach-layers"):
+    with gr.Tab("Layer by layer (decoder)", id="teach-layers"):
         gr.Markdown(EXPLANATION)
         query = gr.Dropdown([], label="Query (most confident first)", elem_id="layers-query")
         strip = gr.Image(label="Each decoder layer: its box and its cross-attention", interactive=False,
