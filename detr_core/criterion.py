@@ -108,8 +108,9 @@ class SetCriterion(nn.Module):
         target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.long,
                                     device=logits.device)  # [B, Q]
         target_classes[batch_idx, query_idx] = matched_labels
-        # cross_entropy wants the class dimension second: [B, C+1, Q]
-        loss_ce = F.cross_entropy(logits.transpose(1, 2), target_classes, self.class_weight)
+        # cross_entropy wants the class dimension second
+        loss_ce = F.cross_entropy(logits.transpose(1, 2),  # [B, C+1, Q]
+                                  target_classes, self.class_weight)
         losses = {"loss_ce": loss_ce}
         if logged:
             losses["class_error"] = _class_error(logits[batch_idx, query_idx], matched_labels)

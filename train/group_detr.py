@@ -56,7 +56,7 @@ class GroupDETR(nn.Module):
             query_pos, mask.repeat(g, 1))  # [L, G*B, Q, d]
         layers = hs.shape[0]
         hs = hs.view(layers, g, b, q, d).permute(0, 2, 1, 3, 4)  # [L, B, G, Q, d]
-        return hs.reshape(layers, b, g * q, d)
+        return hs.reshape(layers, b, g * q, d)  # [L, B, G*Q, d], group-major queries
 
 
 def split_groups(outputs: dict, groups: int) -> list[dict]:

@@ -104,7 +104,7 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _colour_far_from(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     """A random colour at least 90 (RGB Euclidean) away from ``background``'s mean colour."""
-    mean = background.reshape(-1, 3).mean(0)
+    mean = background.reshape(-1, 3).mean(0)  # [3]
     colour = rng.uniform(0, 255, 3)
     for _ in range(50):
         if np.linalg.norm(colour - mean) >= 90:
@@ -138,7 +138,7 @@ def render_image(spec: SyntheticSpec, index: int) -> tuple[np.ndarray, list[Shap
             continue
         colour = _colour_far_from(rng, img[mask])
         shading = 1 + 0.15 * (rng.random(mask.shape) - 0.5)  # mild texture inside the shape
-        img[mask] = colour * shading[mask][:, None]
+        img[mask] = colour * shading[mask][:, None]  # [M, 3] for the M pixels of the shape
         objects = [ShapeObject(o.label, o.mask & ~mask, o.full_area) for o in objects]
         objects.append(ShapeObject(label, mask, int(mask.sum())))
     img = img + rng.normal(0, rng.uniform(3, 12), img.shape)  # sensor-like grain over everything
