@@ -1,7 +1,9 @@
 """COCO evaluation of a DETR on a COCO-format data set (pycocotools ``COCOeval``).
 
-``python -m train.evaluate --model SOURCE --data DIR [--images DIR] [--json-out FILE]``
-prints the AP table; ``--json-out`` writes the 12 summary numbers as JSON.
+``python -m train.evaluate --model SOURCE --data DIR [--images DIR] [--json-out FILE] [--attention]``
+prints the AP table; ``--json-out`` writes the 12 summary numbers as JSON;
+``--attention`` adds the share of decoder attention inside the detected boxes
+(see attention_metric.py), stored in the JSON as "attention_in_box".
 Every query's prediction is scored (DETR needs no NMS), as in the official code.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torchvision.ops import box_convert
 
 from detr_core import load_model, postprocess
 
+from .attention_metric import attention_in_boxes
 from .coco_file import DataSource
 from .dataset import CocoDetection, LabelMap, collate
 from .distributed import DistInfo, broadcast_object, gather_objects
@@ -114,6 +117,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, help="write the 12 COCO summary numbers here")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--attention", action="store_true",
+                        help="also report the decoder attention share inside confident detections' boxes")
+    parser.add_argument("--score-threshold", type=float, default=0.7,
+                        help="a detection is confident above this score (for --attention)")
     return parser.parse_args(argv)
 
 
@@ -125,9 +132,15 @@ def run(args: argparse.Namespace) -> EvalResult:
     result = evaluate(model, dataset, args.batch_size, DistInfo(device=torch.device(args.device)))
     print(f"{args.model} on {source.annotations} ({len(dataset)} images):")
     print(result.table, end="")
+    out = dict(result.stats)
+    if args.attention:
+        att = attention_in_boxes(model, [r.file for r in dataset.records], args.score_threshold)
+        print(f"decoder attention inside the box grown by one cell: {att.mean_fraction:.3f} "
+              f"(mean over {att.detections} detections scoring > {args.score_threshold})")
+        out.update(attention_in_box=att.mean_fraction, attention_detections=att.detections)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result.stats, indent=1))
+        args.json_out.write_text(json.dumps(out, indent=1))
     return result
 
 

@@ -1,0 +1,61 @@
+"""The attention-in-box figure: geometry on hand-made maps, and the CLI on a tiny model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import shapes_set
+
+import detr_core
+from detr_core.coords import CoordinateMap
+from train.attention_metric import attention_in_boxes, cell_coverage, mass_in_box
+from train.evaluate import main
+
+# a 128x64 original image shown to the model at 64x32, stride 16: a 4x2 grid of 32-px cells (original)
+COORDS = CoordinateMap(image_size=(128, 64), input_size=(64, 32), feature_size=(4, 2), stride=16)
+
+
+def test_coverage_grows_the_box_by_one_cell():
+    # one original cell (rows 32..64, cols 0..32) = cell (1, 0); grown by a cell: rows 0-2, cols 0-1
+    coverage = cell_coverage((0, 32, 32, 64), COORDS)
+    assert coverage.tolist() == [[1, 1], [1, 1], [1, 1], [0, 0]]
+    assert cell_coverage((0, 32, 32, 64), COORDS, grow_cells=0).tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
+
+
+def test_partial_cells_count_by_area():
+    # half a cell wide and tall, not grown: a quarter of cell (0, 0)
+    assert cell_coverage((0, 0, 16, 16), COORDS, grow_cells=0)[0, 0] == pytest.approx(0.25)
+
+
+def test_mass_in_box_on_hand_made_maps():
+    focused = np.zeros((4, 2))
+    focused[1, 0] = 1.0
+    assert mass_in_box(focused, (0, 32, 32, 64), COORDS) == pytest.approx(1.0)
+    uniform = np.full((4, 2), 1 / 8)
+    assert mass_in_box(uniform, (0, 32, 32, 64), COORDS) == pytest.approx(6 / 8)
+    far = np.zeros((4, 2))
+    far[3, 1] = 1.0
+    assert mass_in_box(far, (0, 32, 32, 64), COORDS) == 0.0
+    with pytest.raises(ValueError, match="sums to 0"):
+        mass_in_box(np.zeros((4, 2)), (0, 0, 10, 10), COORDS)
+
+
+def test_tiny_model_figure_and_cli(tmp_path, capsys):
+    data = shapes_set(tmp_path / "data", images=2, seed=3, size=64)
+    torch.manual_seed(0)
+    config = detr_core.tiny_config(backbone_stages=3)
+    names = ["circle", "square", "triangle", "star", "cross"]
+    model = detr_core.build_model(config, detr_core.PreprocessConfig(64, 64), names).eval()
+    files = sorted((data / "images").glob("*.png"))
+    low = attention_in_boxes(model, files, threshold=0.0)  # every query counts as a detection
+    assert low.images == 2 and low.detections == 2 * config.num_queries
+    assert 0.0 <= low.mean_fraction <= 1.0
+    assert attention_in_boxes(model, files, threshold=1.0).detections == 0
+
+    detr_core.save_model(model, tmp_path / "m.pth")
+    code = main(["--model", str(tmp_path / "m.pth"), "--data", str(data), "--attention",
+                 "--score-threshold", "0.0", "--json-out", str(tmp_path / "out.json")])
+    assert code == 0 and "decoder attention inside the box" in capsys.readouterr().out
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["attention_in_box"] == pytest.approx(low.mean_fraction, abs=1e-6)
+    assert out["attention_detections"] == low.detections
