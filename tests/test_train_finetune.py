@@ -70,6 +70,15 @@ def test_fine_tune_in_one_command(tmp_path, data):
     assert model.config.num_classes == 5 and model.preprocess.min_size == 128
 
 
+def test_cli_reports_an_unavailable_model_source(tmp_path, data, capsys, monkeypatch):
+    import detr_core.weights as weights
+
+    monkeypatch.setitem(weights.BUNDLED, "shapes", tmp_path / "not-bundled.pth")
+    code = main(["--data", str(data), "--output", str(tmp_path / "o"), "--init-from", "shapes",
+                 "--config", "tiny", "--no-progress"])
+    assert code == 3 and "not bundled yet" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--data", "{tmp}/missing"], "missing does not exist"),
     (["--data", "{data}", "--batch-size", "9"], "fewer than --batch-size 9"),

@@ -18,7 +18,7 @@ from . import checkpoints
 from .coco_file import DataSource
 from .configs import NAMED_CONFIGS, TrainConfig, named_config
 from .distributed import cleanup, init_distributed
-from .loop import RunConfig, TrainingDiverged, train
+from .loop import RunConfig, train
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         result = train(run_config(args), info)
-    except (ValueError, TrainingDiverged) as err:
+    except (ValueError, RuntimeError) as err:  # bad input (2); diverged or unavailable model (3)
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 3
     finally:
