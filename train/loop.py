@@ -124,13 +124,17 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, r.optim, self.steps_per_epoch)
         self.progress = Progress()
         if ckpt is not None:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scheduler.load_state_dict(ckpt["lr_scheduler"])
-            self.progress = checkpoints.progress_of(ckpt)
-            checkpoints.restore_rng(ckpt["rng"])
-            log.info("resumed %s at epoch %d, step %d", self.run.resume, self.progress.epoch,
-                     self.progress.step)
+            self._restore_training_state(ckpt)
         self.net = DistributedDataParallel(self.trainable) if self.info.enabled else self.trainable
+
+    def _restore_training_state(self, ckpt) -> None:
+        """Optimiser, schedule, position and RNG: the last step, so nothing after it draws randoms."""
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["lr_scheduler"])
+        self.progress = checkpoints.progress_of(ckpt)
+        checkpoints.restore_rng(ckpt["rng"])
+        log.info("resumed %s at epoch %d, step %d", self.run.resume, self.progress.epoch,
+                 self.progress.step)
 
     def _restore_group_queries(self, ckpt) -> None:
         saved = ckpt.get("extra_state", {}).get("group_queries")
