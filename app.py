@@ -75,7 +75,7 @@ def build_demo(models: ModelCache, model_name: str = "auto") -> gr.Blocks:
                 examples = gr.Examples(_examples(), inputs=[image], label="Examples (no network needed)")
             with gr.Column(scale=3):
                 with gr.Tabs() as tabs:
-                    ctx = AppContext(session, image, threshold, alpha, cmap, tabs)
+                    ctx = AppContext(session, image, threshold, alpha, cmap, tabs, models)
                     for tab in TABS:
                         tab.build(ctx)
 

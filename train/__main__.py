@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
     p.add_argument("--lr-backbone", type=float, help="override the recipe's backbone rate")
     p.add_argument("--warmup-steps", type=int, help="override the recipe's warm-up")
+    p.add_argument("--lr-drop", type=int, help="multiply the learning rates by 0.1 every this many epochs"
+                   " (default: the recipe's; a resumed run keeps the schedule it was started with)")
     p.add_argument("--query-groups", type=int,
                    help="Group DETR: train this many query groups (training only; default: the recipe's)")
     p.add_argument("--train-stem", action="store_true",
@@ -57,7 +59,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     else:
         recipe = named_config(args.config)
     optim = {k: v for k, v in (("lr", args.lr), ("lr_backbone", args.lr_backbone),
-                               ("warmup_steps", args.warmup_steps)) if v is not None}
+                               ("warmup_steps", args.warmup_steps), ("lr_drop_epochs", args.lr_drop))
+             if v is not None}
     if args.train_stem:
         optim["freeze_pretrained_stem"] = False
     run = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import gradio as gr
+
+if TYPE_CHECKING:
+    from .models import ModelCache
 
 
 @dataclass
@@ -24,6 +27,7 @@ class AppContext:
     alpha: gr.Slider
     cmap: gr.Dropdown
     tabs: gr.Tabs
+    models: "ModelCache"  # the process's models, for views that re-run one (never a second copy)
     after_analysis: list[Step] = field(default_factory=list)
 
     @property

@@ -10,7 +10,7 @@ from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import model_cache, session_model
+from .teach_common import session_model
 
 EXPLANATION = ("Each attention layer has several heads that look at different things. Switch some off (their "
                "contribution is zeroed for one forward pass; the loaded model is not changed) and compare the "
@@ -54,7 +54,7 @@ def refresh(session: Session | None, kind: str, layer):
 
 
 def build(ctx: AppContext) -> None:
-    models = model_cache(ctx)
+    models = ctx.models
     with gr.Tab("Head ablation", id="teach-ablation"):
         gr.Markdown(EXPLANATION)
         with gr.Row():

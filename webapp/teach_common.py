@@ -8,18 +8,8 @@ import torch
 
 from detr_core import Inspection
 
-from .context import AppContext
 from .models import ModelCache
 from .session import Session
-
-# The app's own ModelCache is not (yet) part of AppContext; until it is, the tabs that re-run the model load it
-# once more here. With `ctx.models` present, that cache is used instead and nothing is loaded twice.
-_FALLBACK = ModelCache()
-
-
-def model_cache(ctx: AppContext) -> ModelCache:
-    return getattr(ctx, "models", None) or _FALLBACK
-
 
 def session_model(models: ModelCache, session: Session) -> torch.nn.Module:
     """The model that analysed `session`'s image (the resolved source, never "auto")."""

@@ -10,7 +10,7 @@ from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import chosen_query, model_cache, query_dropdown_update, session_model
+from .teach_common import chosen_query, query_dropdown_update, session_model
 
 EXPLANATION = ("Raw attention shows where one layer looked, not what the prediction depended on. Attention rollout "
                "follows the attention back through the encoder; gradient-weighted relevance (Chefer et al., ICCV "
@@ -39,7 +39,7 @@ def refresh(session: Session | None, query):
 
 
 def build(ctx: AppContext) -> None:
-    models = model_cache(ctx)
+    models = ctx.models
     with gr.Tab("Beyond raw attention", id="teach-explain"):
         gr.Markdown(EXPLANATION)
         with gr.Row():

@@ -19,7 +19,7 @@ from .context import AppContext
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import model_cache, session_model
+from .teach_common import session_model
 
 SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
 EXPLANATION = ("Training pairs each ground-truth object with exactly one query: the pairing with the smallest total "
@@ -75,7 +75,7 @@ def match_handler(models: ModelCache):
 
 
 def build(ctx: AppContext) -> None:
-    models = model_cache(ctx)
+    models = ctx.models
     with gr.Tab("Hungarian matching", id="teach-matching"):
         gr.Markdown(EXPLANATION)
         with gr.Row():

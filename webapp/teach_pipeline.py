@@ -15,7 +15,7 @@ from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import model_cache, session_model
+from .teach_common import session_model
 
 STAGES = 6
 INTRO = ("How DETR gets from pixels to a set of boxes, on your image. Opening this tab runs the model once more "
@@ -56,7 +56,7 @@ def refresh_handler(models: ModelCache):
 
 
 def build(ctx: AppContext) -> None:
-    models = model_cache(ctx)
+    models = ctx.models
     with gr.Tab("Pipeline walk-through", id="teach-pipeline") as tab:
         gr.Markdown(INTRO)
         button = gr.Button("Show the pipeline for this image", size="sm", elem_id="pipeline-run")

@@ -18,7 +18,7 @@ from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import model_cache, session_model
+from .teach_common import session_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PRECOMPUTED = EXAMPLES / "query_slots"
@@ -70,7 +70,7 @@ def compute_handler(models: ModelCache):
 
 
 def build(ctx: AppContext) -> None:
-    models = model_cache(ctx)
+    models = ctx.models
     with gr.Tab("Query slots", id="teach-slots"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
