@@ -33,7 +33,6 @@ class GroupDETR(nn.Module):
         m = self.model
         features, mask, pos = m.backbone(pixel_values, pixel_mask)
         src = m.input_proj(features)  # [B, d, h, w]
-        b = src.shape[0]
         src = src.flatten(2).transpose(1, 2)  # [B, HW, d]
         pos = pos.flatten(2).transpose(1, 2)  # [B, HW, d]
         mask = mask.flatten(1)  # [B, HW]
