@@ -49,6 +49,9 @@ def _looks_like_torch_file(path: Path) -> bool:
 
 def model_checkpoint(model: torch.nn.Module) -> dict:
     """The project's checkpoint: weights plus everything needed to rebuild the model, all plain data."""
+    if getattr(model, "inference_only", False):
+        raise ValueError("this model was rewritten by optimize_for_inference (batch norms folded) and cannot be"
+                         " saved in the official layout; save the model you optimised instead")
     return {
         "format": FORMAT,
         "config": model.config.to_dict(),

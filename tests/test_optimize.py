@@ -1,0 +1,58 @@
+"""optimize_for_inference: same detections and attention as the plain model, which it leaves untouched."""
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import FrozenBatchNorm2d
+
+import detr_core
+
+from test_weights import reference_state_dict
+
+
+def _randomise_norms(model):
+    """Random weights give identity-like norms; real checkpoints don't, so make folding matter."""
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
+            for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
+                              (m.running_var, 0.5, 1.5)):
+                t.data.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
+    return model
+
+
+@pytest.mark.parametrize("frozen_bn", [True, False])
+def test_same_outputs_and_attention(frozen_bn, rgb_image):
+    torch.manual_seed(0)
+    model = _randomise_norms(detr_core.build_model(detr_core.tiny_config(frozen_bn=frozen_bn),
+                                                   detr_core.PreprocessConfig(128, 213))).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = detr_core.optimize_for_inference(model)
+    a, b = detr_core.inspect_image(model, rgb_image), detr_core.inspect_image(fast, rgb_image)
+    assert np.abs(a.layer_logits - b.layer_logits).max() < 1e-4
+    assert np.abs(a.layer_boxes - b.layer_boxes).max() < 1e-4
+    assert np.abs(a.encoder_attention - b.encoder_attention).max() < 1e-5
+    assert np.abs(a.decoder_cross_attention - b.decoder_cross_attention).max() < 1e-5
+    assert [d.query for d in a.detections(0.1)] == [d.query for d in b.detections(0.1)]
+    for k, v in model.state_dict().items():  # the original is not modified
+        assert torch.equal(v, before[k]), k
+    assert not any(isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)) for m in fast.modules())
+
+
+def test_official_r50_layout():
+    """DETR-R50 exactly as the official checkpoints lay it out (keys checked in test_weights), random weights."""
+    torch.manual_seed(0)
+    model = detr_core.build_model(detr_core.DETRConfig())
+    assert set(model.state_dict()) == set(reference_state_dict("detr-r50"))
+    model = _randomise_norms(model.eval())
+    fast = detr_core.optimize_for_inference(model)
+    x = torch.randn(1, 3, 160, 224)
+    with torch.inference_mode():
+        plain, quick = model(x), fast(x)
+    assert (plain["pred_logits"] - quick["pred_logits"]).abs().max() < 1e-3
+    assert (plain["pred_boxes"] - quick["pred_boxes"]).abs().max() < 1e-3
+
+
+def test_optimized_model_cannot_be_saved(tiny_model, tmp_path):
+    fast = detr_core.optimize_for_inference(tiny_model)
+    with pytest.raises(ValueError, match="optimize_for_inference"):
+        detr_core.save_model(fast, tmp_path / "x.pth")
