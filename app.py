@@ -100,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="auto (default), a model-zoo name, shapes, untrained, tiny (tests) or a checkpoint"
                              " path; env DETR_LENS_MODEL sets the default")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="serve the plain eager model instead of the optimised copy (for comparisons)")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     return parser.parse_args(argv)
@@ -107,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    models = ModelCache(auto_timeout=args.auto_timeout)
+    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     demo = build_demo(models, args.model)
     demo.queue(default_concurrency_limit=4).launch(

@@ -70,7 +70,5 @@ def optimize_for_inference(model: DETR) -> DETR:
     expected = sum(isinstance(m, _NORMS) for m in model.backbone[0].body.modules())
     assert count == expected, f"folded {count} of {expected} batch norms"
     body.body = _ChannelsLast(body.body)
-    fast.inference_only = True
-    for p in fast.parameters():
-        p.requires_grad_(False)
+    fast.inference_only = True  # parameters keep requires_grad: relevance views differentiate through them
     return fast

@@ -11,7 +11,7 @@ from typing import Mapping
 import torch
 
 from .checkpoint_io import read_checkpoint
-from .config import DETRConfig, PreprocessConfig
+from .config import DETRConfig, PreprocessConfig, tiny_config
 from .detr import DETR, build_model
 from .download import MODEL_ZOO, fetch_checkpoint
 
@@ -46,15 +46,20 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **
     return model.eval().to(device)
 
 
-def untrained_model(seed: int = 0, device: str | torch.device = "cpu") -> DETR:
-    """A small randomly initialised DETR (ResNet-18, d=64, 100 queries, COCO names): the app's last resort
-    when no trained weights are available. Its detections mean nothing; its attention maps have real shapes."""
+def untrained_model(seed: int = 0, device: str | torch.device = "cpu", tiny: bool = False) -> DETR:
+    """A randomly initialised DETR with COCO names: the app's last resort when no trained weights are available
+    (ResNet-18, d=64, 6+6 layers, 100 queries), or with tiny=True the test-size model (d=32, 2+2 layers,
+    10 queries, 5 classes, 128-px input). Its detections mean nothing; its attention maps have real shapes."""
     warnings.warn("using an UNTRAINED model: detections and attention are random", stacklevel=2)
-    config = DETRConfig(backbone="resnet18", hidden_dim=64, nheads=8, enc_layers=6, dec_layers=6,
-                        dim_feedforward=256, dropout=0.0)
+    if tiny:
+        config, preprocess = tiny_config(), PreprocessConfig(min_size=128, max_size=213)
+    else:
+        config = DETRConfig(backbone="resnet18", hidden_dim=64, nheads=8, enc_layers=6, dec_layers=6,
+                            dim_feedforward=256, dropout=0.0)
+        preprocess = PreprocessConfig(min_size=512, max_size=853)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = build_model(config, PreprocessConfig(min_size=512, max_size=853))
+        model = build_model(config, preprocess)
     return model.eval().to(device)
 
 

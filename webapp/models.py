@@ -22,17 +22,12 @@ class LoadedModel:
     reason: str  # why, for the page
 
 
-def _tiny_model() -> torch.nn.Module:
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return detr_core.build_model(detr_core.tiny_config(), detr_core.PreprocessConfig(128, 213)).eval()
-
-
 class ModelCache:
     """Models by name, each loaded on first use behind one lock (a load can take seconds)."""
 
-    def __init__(self, auto_timeout: float = 2.0):
+    def __init__(self, auto_timeout: float = 2.0, optimize: bool = True):
         self._auto_timeout = auto_timeout
+        self._optimize = optimize  # serve detr_core.optimize_for_inference copies (same numbers, faster)
         self._auto: AutoChoice | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
@@ -65,13 +60,11 @@ class ModelCache:
         thread.start()
         return thread
 
-    @staticmethod
-    def _load(source: str) -> torch.nn.Module:
-        if source == TINY:
-            return _tiny_model()
+    def _load(self, source: str) -> torch.nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
-            return detr_core.load_model(source)
+            model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
+        return detr_core.optimize_for_inference(model) if self._optimize else model
 
 
 def describe(loaded: LoadedModel) -> str:

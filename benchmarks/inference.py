@@ -1,0 +1,91 @@
+"""Inspection speed: the plain eager forward vs inspect_image with full capture on the optimised copy.
+
+    python -m benchmarks.inference [--runs 5] [--models r50,shapes]
+
+For each model, on the same input in the same process, runs are interleaved (plain, optimised inspect, ...) so
+that load from other processes hits both alike; the ratio of medians is the number to read. Also reports the
+max |difference| of logits, boxes and attention between the two paths, and the bytes of captured attention.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+import detr_core
+
+
+def _r50():
+    torch.manual_seed(0)
+    return detr_core.build_model(detr_core.DETRConfig()).eval(), Image.new("RGB", (1066, 800), (120, 90, 60))
+
+
+def _shapes():
+    model = detr_core.load_model("shapes")
+    return model, Image.open("examples/shapes.jpg")
+
+
+MODELS = {"r50": _r50, "shapes": _shapes}
+
+
+def _plain_forward(model, x):
+    with torch.inference_mode():
+        return model(x)
+
+
+def measure(model, image, runs: int) -> dict:
+    fast = detr_core.optimize_for_inference(model)
+    x = detr_core.image_to_tensor(detr_core.load_image(image), model.preprocess)[None]
+    _plain_forward(model, x), detr_core.inspect_image(fast, image)  # warm-up
+    plain_t, fast_t = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        _plain_forward(model, x)
+        plain_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        detr_core.inspect_image(fast, image)
+        fast_t.append(time.perf_counter() - start)
+    out = _plain_forward(model, x)
+    with torch.inference_mode(), detr_core.capture_attention(model) as maps:
+        model(x)
+    ins = detr_core.inspect_image(fast, image)
+    ref_enc = torch.stack(maps.encoder)[:, 0].numpy()
+    return {
+        "input": f"{x.shape[-2]}x{x.shape[-1]}",
+        "plain": statistics.median(plain_t), "inspect": statistics.median(fast_t),
+        "d_logits": float(np.abs(ins.logits - out["pred_logits"][0].numpy()).max()),
+        "d_boxes": float(np.abs(ins.boxes - out["pred_boxes"][0].numpy()).max()),
+        "d_attention": float(np.abs(ins.encoder_attention - ref_enc).max()),
+        "attention_mb": sum(a.nbytes for a in (ins.encoder_attention, ins.decoder_cross_attention,
+                                                ins.decoder_self_attention)) / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--models", default="r50,shapes")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+          f"median of {args.runs} interleaved runs")
+    print("| model | input | plain forward s | inspect (optimised, full capture) s | ratio | max Δ logits | "
+          "max Δ boxes | max Δ attention | attention MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        try:
+            model, image = MODELS[name]()
+        except RuntimeError as err:
+            print(f"| {name} | skipped: {err} |")
+            continue
+        r = measure(model, image, args.runs)
+        print(f"| {name} | {r['input']} | {r['plain']:.3f} | {r['inspect']:.3f} | {r['inspect'] / r['plain']:.2f} | "
+              f"{r['d_logits']:.1e} | {r['d_boxes']:.1e} | {r['d_attention']:.1e} | {r['attention_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
