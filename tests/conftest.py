@@ -12,6 +12,16 @@ import detr_core
 TINY_PREPROCESS = detr_core.PreprocessConfig(min_size=128, max_size=213)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models run fastest on one intra-op thread, and on a shared 2-core machine extra threads
+    oversubscribe the cores (a tiny model's step was measured 10-30x slower with 2)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _no_internet(monkeypatch):
     """Any connection to a non-loopback address fails the test instead of reaching the network."""

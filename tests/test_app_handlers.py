@@ -6,7 +6,6 @@ import io
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from gradio.data_classes import ImageData
 from PIL import Image
 
@@ -17,15 +16,6 @@ from webapp.models import TINY, ModelCache
 from webapp.session import MAX_SIDE
 
 HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's convolutions are slower with 2 threads than 1 on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +129,7 @@ def test_decoder_views_for_every_layer_and_head(session, layer, head):
     tiles = decoder_tab.render_gallery(session, 0.0, True, layer, head, 0.5, "viridis")
     assert len(tiles) == session.inspection.num_queries and "no object" in tiles[0][1]
     view, info = decoder_tab.render_query(session, 3, layer, head, 0.5, "viridis")
-    assert f"Query 3" in info and f"layer {layer}" in info
+    assert "Query 3" in info and f"layer {layer}" in info
     assert (view.width > session.inspection.image.width) == (head == GRID)
 
 

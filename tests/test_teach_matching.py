@@ -18,15 +18,6 @@ from detr_core.matcher import MatchWeights
 SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model is faster on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _random_case(seed: int, q: int, n: int, classes: int = 3):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(q, classes + 1)).astype(np.float32)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import detr_core
@@ -21,14 +20,6 @@ from webapp import teach_ablation, teach_explain, teach_layers, teach_matching, 
     teach_slots
 from webapp.models import ModelCache
 from webapp.session import Session
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

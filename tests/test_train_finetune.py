@@ -13,14 +13,6 @@ from train.coco_file import DataSource
 from train.loop import RunConfig, Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return shapes_set(tmp_path_factory.mktemp("data"), images=4, seed=2)

@@ -10,14 +10,6 @@ from train.group_detr import GroupCriterion, GroupDETR, split_groups
 from train.loop import RunConfig, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model():
     torch.manual_seed(0)
     return detr_core.build_model(small_recipe().model, detr_core.PreprocessConfig(64, 64)).eval()

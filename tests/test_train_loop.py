@@ -13,15 +13,6 @@ from train.dataset import collate
 from train.loop import RunConfig, Trainer, TrainingDiverged, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other work shares the 2 cores; oversubscribed intra-op threads make steps 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def four_images(tmp_path_factory):
     return shapes_set(tmp_path_factory.mktemp("four"), images=4, seed=1)

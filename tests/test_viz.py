@@ -18,12 +18,7 @@ def ins():
     torch.manual_seed(0)
     model = detr_core.build_model(detr_core.tiny_config(), detr_core.PreprocessConfig(128, 213)).eval()
     image = np.random.default_rng(0).integers(0, 255, (120, 180, 3), dtype=np.uint8)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # faster for a tiny model on a busy 2-core machine
-    try:
-        return detr_core.inspect_image(model, image)
-    finally:
-        torch.set_num_threads(before)
+    return detr_core.inspect_image(model, image)
 
 
 def test_upsample_crops_a_grid_that_reaches_past_the_image():
