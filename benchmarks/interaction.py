@@ -1,6 +1,6 @@
 """Server-side time of each app interaction at DETR-R50 size (850 cells, 100 queries, 6+6 layers, 8 heads).
 
-    python benchmarks/interaction.py [--repeats 20] [--image examples/grace_hopper.jpg]
+    python -m benchmarks.interaction [--repeats 20] [--image examples/grace_hopper.jpg]
 
 Runs a randomly initialised DETR-R50 once on an 800x1066 input (the attention has the official model's
 shapes; its values do not change drawing cost), then times the app's handlers, which only read that result.
@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402

@@ -1,7 +1,7 @@
 """Training throughput (images per second) of the named recipes on this machine.
 
-    python benchmarks/train_throughput.py                      # shapes and r50
-    python benchmarks/train_throughput.py --configs shapes --steps 20 --threads 2
+    python -m benchmarks.train_throughput                      # shapes and r50
+    python -m benchmarks.train_throughput --configs shapes --steps 20 --threads 2
 
 Times full optimiser steps (forward, Hungarian matching, set loss with auxiliary
 terms, backward, clipping, fused AdamW) on random images of the recipe's largest
