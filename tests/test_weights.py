@@ -210,3 +210,19 @@ def test_official_urls():
     assert download.OFFICIAL_BASE_URL == "https://dl.fbaipublicfiles.com/detr/"
     assert {n: e.sha256_prefix for n, e in detr_core.MODEL_ZOO.items()} == {
         "detr-r50": "e632da11", "detr-r50-dc5": "f0fb7ef5", "detr-r101": "2c7b67e5", "detr-r101-dc5": "a2e86def"}
+
+
+def test_bundled_shapes_model_finds_the_shapes_of_a_bundled_example():
+    """The offline model loads by name with its class names and image size, and detects real shapes."""
+    import json
+
+    model = detr_core.load_model("shapes")
+    assert model.class_names == ["circle", "square", "triangle", "star", "cross"]
+    assert model.preprocess.min_size == 256 and not model.training
+    examples = Path(__file__).resolve().parents[1] / "examples" / "shapes_val"
+    coco = json.loads((examples / "annotations.json").read_text())
+    first = coco["images"][0]
+    truth = {c["name"] for a in coco["annotations"] if a["image_id"] == first["id"]
+             for c in coco["categories"] if c["id"] == a["category_id"]}
+    found = {d.name for d in detr_core.inspect_image(model, examples / "images" / first["file_name"]).detections(0.5)}
+    assert truth <= found
