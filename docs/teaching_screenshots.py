@@ -1,9 +1,10 @@
-"""Screenshots of the teaching tabs for the README: the real app in headless chromium (Playwright).
+"""The README's screenshots (the app's decoder tab and every teaching tab): the real app in headless chromium.
 
     python docs/teaching_screenshots.py [--model untrained] [--image examples/shapes.jpg] [--threshold 0.7]
 
 Starts `python app.py` on a free loopback port, uploads the image, opens each teaching tab, presses its button
-when it has one, and saves the visible tab as docs/teaching-<tab>.png (downscaled and quantised, < 200 KB).
+when it has one, and saves the visible tab as docs/teaching-<tab>.png (downscaled and quantised, < 200 KB); the
+page with the decoder tab open becomes docs/app.png.
 """
 from __future__ import annotations
 
@@ -86,6 +87,11 @@ def shoot(page, image: Path, threshold: float, out_dir: Path) -> None:
     threshold_box.fill(str(threshold))
     threshold_box.press("Enter")
     page.wait_for_timeout(1500)
+    _open_tab(page, "Decoder: where each query looks")
+    page.locator("#query-gallery img").first.wait_for()
+    page.wait_for_timeout(1500)
+    save_small(page.screenshot(), out_dir / "app.png", width=1300)
+    print("wrote docs/app.png", flush=True)
     for stem, label, button, result in VIEWS:
         _open_tab(page, label)
         if stem == "ablation":
