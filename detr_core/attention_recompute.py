@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .capture import per_head_weights_request
+
 # (module index, per-head weights [B, heads, L, S]) -> head mask [heads] (1 keeps a head, 0 removes it) or None
 WeightsCallback = Callable[[int, torch.Tensor], Optional[torch.Tensor]]
 
@@ -63,12 +65,8 @@ def recomputed_attention(modules: Sequence[nn.MultiheadAttention],
     head mask [heads] to scale each head's contribution before out_proj.
     """
     owner = threading.get_ident()
+    ask_for_weights = per_head_weights_request(owner)
     handles = []
-
-    def ask_for_weights(module, args, kwargs):
-        if threading.get_ident() != owner:
-            return None
-        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
 
     def recompute(index: int):
         def hook(module, args, kwargs, output):

@@ -37,18 +37,23 @@ def attention_modules(model: nn.Module) -> dict[str, list[nn.MultiheadAttention]
     }
 
 
+def per_head_weights_request(owner: int):
+    """A forward pre-hook (with_kwargs=True) that makes nn.MultiheadAttention return its per-head weights,
+    for calls from thread `owner` only. The module computes the weights itself; we only ask for them."""
+    def ask_for_weights(module, args, kwargs):
+        if threading.get_ident() != owner:
+            return None
+        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
+    return ask_for_weights
+
+
 @contextmanager
 def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
     """Within the context, forward passes of `model` in this thread record per-head attention weights."""
     maps = AttentionMaps()
     owner = threading.get_ident()
+    ask_for_weights = per_head_weights_request(owner)
     handles = []
-
-    def ask_for_weights(module, args, kwargs):
-        if threading.get_ident() != owner:
-            return None
-        # The module computes the weights itself; we only ask it to return them unaveraged.
-        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
 
     def recorder(store: list):
         def record(module, args, kwargs, output):
