@@ -52,6 +52,27 @@ def test_resume_gives_the_same_weights_as_straight_through(tmp_path, four_images
     assert a["model"]["class_embed.weight"].ne(stopped["model"]["class_embed.weight"]).any()
 
 
+
+def test_a_resumed_fine_tuning_run_can_be_resumed_again(tmp_path, four_images):
+    # fine-tuning freezes the stem; a resumed run must remember where its weights came from,
+    # or the second resume builds an optimiser over different parameters and refuses to load
+    recipe = small_recipe(epochs=3)
+    start = tmp_path / "start.pth"
+    detr_core.save_model(detr_core.build_model(recipe.model), start)
+    out = tmp_path / "run"
+
+    def run(max_steps, **start_or_resume):  # as the command line: --init-from or --resume
+        train(RunConfig(DataSource.from_paths(four_images), out, recipe, max_steps=max_steps,
+                        seed=3, progress_bar=False, **start_or_resume))
+
+    run(1, init_from=str(start))
+    run(2, resume=out / "last.pth")
+    run(3, resume=out / "last.pth")
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    assert ckpt["progress"]["step"] == 3 and ckpt["init_from"] == str(start)
+    stem = torch.load(start, weights_only=True)["model"]["backbone.0.body.conv1.weight"]
+    assert torch.equal(ckpt["model"]["backbone.0.body.conv1.weight"], stem)
+
 def test_checkpoint_and_log_are_readable(tmp_path, four_images):
     out = tmp_path / "run"
     train(RunConfig(DataSource.from_paths(four_images), out, small_recipe(epochs=2),

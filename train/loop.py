@@ -79,6 +79,9 @@ class Trainer:
         self.run, self.info = run, info
         ckpt = checkpoints.load_for_resume(run.resume) if run.resume else None
         self.recipe = run.recipe
+        # a resumed run inherits where its weights came from: that decides whether the stem is
+        # frozen, so losing it would make the next --resume build a different optimiser
+        self.init_from = ckpt.get("init_from") if ckpt is not None else run.init_from
         if ckpt is None:
             seed_everything(run.seed)
         self.train_set = CocoDetection(run.data, train_transforms(self.recipe.augment),
@@ -253,7 +256,7 @@ class Trainer:
     def _save(self, is_best: bool) -> None:
         ckpt = checkpoints.training_checkpoint(
             self.model, self.optimizer, self.scheduler, self.progress, self.recipe.to_dict(),
-            self.setup.label_map.category_to_label, self.run.init_from, self._extra_state())
+            self.setup.label_map.category_to_label, self.init_from, self._extra_state())
         checkpoints.save(ckpt, self.run.output / checkpoints.LAST)
         if is_best:
             checkpoints.save(ckpt, self.run.output / checkpoints.BEST)
