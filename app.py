@@ -102,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument("--no-optimize", action="store_true",
                         help="serve the plain eager model instead of the optimised copy (for comparisons)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="keep the optimised model eager: skip compiling its backbone in the background")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     return parser.parse_args(argv)
@@ -109,7 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize)
+    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
+                        compile_backbone=not args.no_compile)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     demo = build_demo(models, args.model)
     demo.queue(default_concurrency_limit=4).launch(

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from .capture import capture_attention
+from .compact import QuantizedProbabilities
 from .coords import CoordinateMap
 from .preprocess import ImageSource, image_to_tensor, load_image
 
@@ -48,13 +49,15 @@ class Inspection:
     layer_logits [L_dec, Q, C+1], layer_boxes [L_dec, Q, 4]: every decoder layer.
     encoder_attention [L_enc, heads, fh*fw, fh*fw]; decoder_cross_attention [L_dec, heads, Q, fh*fw];
     decoder_self_attention [L_dec, heads, Q, Q]. Rows sum to 1.
+    encoder_attention, the bulk of it, is kept in 16-bit fixed point (`QuantizedProbabilities`, within
+    7.6e-6 of the float32 maps): index it like an array to get float32, or np.asarray() it whole.
     """
 
     image: Image.Image  # the RGB, upright image the model saw (before resizing)
     coords: CoordinateMap
     layer_logits: np.ndarray
     layer_boxes: np.ndarray
-    encoder_attention: np.ndarray
+    encoder_attention: QuantizedProbabilities
     decoder_cross_attention: np.ndarray
     decoder_self_attention: np.ndarray
     class_names: list[str]
@@ -103,8 +106,8 @@ class Inspection:
         incoming=True gives the other direction: how much every location attends to that cell.
         """
         idx = self.coords.cell_index(*self.coords.pixel_to_cell(x, y))
-        att = self.encoder_attention[layer]  # [heads, HW, HW]
-        maps = att[:, :, idx] if incoming else att[:, idx, :]  # [heads, HW]
+        att = self.encoder_attention
+        maps = att[layer, :, :, idx] if incoming else att[layer, :, idx, :]  # [heads, HW]
         return _reduce_heads(maps, head).reshape(self.feature_size)
 
 
@@ -129,7 +132,7 @@ def inspect_image(model: torch.nn.Module, image: ImageSource) -> Inspection:
         image=pil, coords=coords,
         layer_logits=layer_logits[:, 0].float().cpu().numpy(),  # [L, Q, C+1]
         layer_boxes=layer_boxes[:, 0].float().cpu().numpy(),  # [L, Q, 4]
-        encoder_attention=_stack([m.cpu() for m in maps.encoder]),
+        encoder_attention=QuantizedProbabilities.from_tensors([m.cpu() for m in maps.encoder]),
         decoder_cross_attention=_stack([m.cpu() for m in maps.decoder_cross]),
         decoder_self_attention=_stack([m.cpu() for m in maps.decoder_self]),
         class_names=list(model.class_names),

@@ -1,16 +1,23 @@
 """A faster CPU copy of a DETR for inspection, with the same outputs up to float rounding.
 
-Two exact rewrites of the backbone, measured in benchmarks/inference.py:
+Exact rewrites, measured in benchmarks/inference.py (the reasoning is in benchmarks/NOTES.md):
 - every batch norm (frozen, or BatchNorm2d in eval) is folded into the convolution before it, so 53 passes
   over large activation maps disappear (y = (W x) * s + t  ==  (W * s) x + t);
 - the backbone runs channels-last (NHWC), the layout oneDNN's convolutions use natively, which removes a
-  layout conversion around every convolution.
+  layout conversion around every convolution;
+- optionally (`compile_backbone`, or later with `compile_backbone_now`), the backbone is compiled by
+  torch.compile/inductor with frozen weights, which fuses each convolution with the ReLU and residual add
+  after it. The compiled graph takes any image size (dynamic shapes) and serves inference-mode calls only:
+  calls that need gradients (the relevance views) run the eager backbone with the same weights;
+- a key-padding mask with nothing padded (one image) is dropped, which skips building a [B*heads, L, S]
+  additive mask of zeros in every attention layer.
 The transformer is untouched, so attention capture hooks the same modules. The copy is for inference only:
 its state dict no longer has the official layout, and save_model refuses it.
 """
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 from torch import nn
@@ -52,23 +59,60 @@ def fold_batch_norms(module: nn.Module) -> int:
 
 
 class _ChannelsLast(nn.Module):
-    """Wraps the backbone body so its input is NHWC; outputs stay valid tensors in any layout."""
+    """Wraps the backbone body so its input is NHWC; outputs stay valid tensors in any layout.
+
+    Once `compile_now` has run, inference-mode calls go through the compiled graph; other calls
+    (gradients, no_grad) stay eager, so the compiled graph never meets a grad mode it was not built for.
+    """
 
     def __init__(self, body: nn.Module):
         super().__init__()
         self.body = body.to(memory_format=torch.channels_last)
+        self.compiled = None
 
     def forward(self, x):
-        return self.body(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.compiled is not None and torch.is_inference_mode_enabled():
+            return self.compiled(x)
+        return self.body(x)
+
+    def compile_now(self, example: torch.Tensor) -> float:
+        """Compile for inference and run `example` [1, 3, H, W] once through it; -> seconds it took."""
+        start = time.perf_counter()
+        compiled = torch.compile(self.body, dynamic=True, options={"freezing": True})
+        with torch.inference_mode():
+            compiled(example.contiguous(memory_format=torch.channels_last))
+        self.compiled = compiled  # published only once it works: other threads keep running eager
+        return time.perf_counter() - start
 
 
-def optimize_for_inference(model: DETR) -> DETR:
-    """A copy of `model` in eval mode with batch norms folded and a channels-last backbone."""
+def optimize_for_inference(model: DETR, compile_backbone: bool = False) -> DETR:
+    """A copy of `model` in eval mode with batch norms folded and a channels-last backbone
+    (compiled too with `compile_backbone`, which takes seconds; see `compile_backbone_now`)."""
     fast = copy.deepcopy(model).eval()
     body = fast.backbone[0]
     count = fold_batch_norms(body.body)
     expected = sum(isinstance(m, _NORMS) for m in model.backbone[0].body.modules())
     assert count == expected, f"folded {count} of {expected} batch norms"
     body.body = _ChannelsLast(body.body)
+    fast.transformer.drop_empty_padding_mask = True
     fast.inference_only = True  # parameters keep requires_grad: relevance views differentiate through them
+    if compile_backbone:
+        compile_backbone_now(fast)
     return fast
+
+
+def compile_backbone_now(fast: DETR, size: tuple[int, int] | None = None) -> float:
+    """Compile the backbone of an `optimize_for_inference` copy (inductor, cached on disk by torch) and
+    warm it up on a [1, 3, H, W] input of `size` (default: the model's usual input). -> seconds taken.
+
+    Safe to call from a background thread while other threads run the model: they stay on the eager
+    backbone until the compiled one has run once. RuntimeError if `fast` is not an optimised copy.
+    """
+    wrapper = fast.backbone[0].body
+    if not isinstance(wrapper, _ChannelsLast):
+        raise RuntimeError("compile_backbone_now needs a model from optimize_for_inference")
+    if size is None:
+        size = (fast.preprocess.min_size, fast.preprocess.min_size * 4 // 3)
+    device = next(fast.parameters()).device
+    return wrapper.compile_now(torch.zeros(1, 3, *size, device=device))

@@ -121,6 +121,9 @@ class Transformer(nn.Module):
         self.encoder = Encoder(enc, enc_layers, nn.LayerNorm(d_model) if pre_norm else None)
         self.decoder = Decoder(dec, dec_layers, nn.LayerNorm(d_model))
         self.d_model = d_model
+        # optimize_for_inference sets this: with nothing padded the mask only adds zeros, at the cost of
+        # building a [B*heads, L, S] float mask in every attention layer
+        self.drop_empty_padding_mask = False
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
@@ -131,6 +134,8 @@ class Transformer(nn.Module):
         src = src.flatten(2).transpose(1, 2)  # [B, HW, d]
         pos = pos.flatten(2).transpose(1, 2)  # [B, HW, d]
         mask = mask.flatten(1)  # [B, HW]
+        if self.drop_empty_padding_mask and not mask.any():
+            mask = None
         query_pos = query_embed[None].expand(b, -1, -1)  # [B, Q, d]
         tgt = torch.zeros_like(query_pos)  # queries start empty; query_pos carries their identity
         memory = self.encoder(src, pos, mask)

@@ -20,9 +20,17 @@ HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads an
 
 @pytest.fixture(scope="module")
 def models():
-    cache = ModelCache()
+    cache = ModelCache()  # as the app runs: optimised, the backbone compiling in the background
     cache.get(TINY)
     return cache
+
+
+def test_the_cache_compiles_in_the_background_and_keeps_serving(models):
+    loaded = models.get(TINY)
+    for thread in models.compile_threads:
+        thread.join(timeout=300)
+    assert loaded.model.backbone[0].body.compiled is not None
+    assert models.get(TINY) is loaded  # the same model object, now with a compiled backbone
 
 
 def _save(image: Image.Image, tmp_path, name="img.png", **kw) -> str:

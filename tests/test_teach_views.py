@@ -24,7 +24,7 @@ from webapp.session import Session
 
 @pytest.fixture(scope="module")
 def models():
-    return ModelCache()
+    return ModelCache(compile_backbone=False)  # compiling is covered by test_app_handlers
 
 
 @pytest.fixture(scope="module")

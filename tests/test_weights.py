@@ -5,6 +5,7 @@ import http.server
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,7 +85,7 @@ def test_round_trip_own_format(tmp_path, tiny_model, rgb_image):
     assert loaded.class_names == tiny_model.class_names
     a = detr_core.inspect_image(tiny_model, rgb_image)
     b = detr_core.inspect_image(loaded, rgb_image)
-    assert (a.logits == b.logits).all() and (a.encoder_attention == b.encoder_attention).all()
+    assert (a.logits == b.logits).all() and (np.asarray(a.encoder_attention) == np.asarray(b.encoder_attention)).all()
 
 
 def test_wrong_shape_names_key_and_shapes(tmp_path, tiny_model):

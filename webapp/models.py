@@ -1,6 +1,7 @@
 """Which models the app offers, and a per-process cache that loads each one lazily, once."""
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ import torch
 
 import detr_core
 from detr_core.auto import AutoChoice, choose_model
+
+log = logging.getLogger(__name__)
 
 AUTO = "auto"
 TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
@@ -25,9 +28,12 @@ class LoadedModel:
 class ModelCache:
     """Models by name, each loaded on first use behind one lock (a load can take seconds)."""
 
-    def __init__(self, auto_timeout: float = 2.0, optimize: bool = True):
+    def __init__(self, auto_timeout: float = 2.0, optimize: bool = True, compile_backbone: bool = True):
         self._auto_timeout = auto_timeout
         self._optimize = optimize  # serve detr_core.optimize_for_inference copies (same numbers, faster)
+        # compile each optimised backbone in the background; requests run eager until it is ready
+        self._compile = optimize and compile_backbone
+        self.compile_threads: list[threading.Thread] = []
         self._auto: AutoChoice | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
@@ -64,7 +70,24 @@ class ModelCache:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
             model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
-        return detr_core.optimize_for_inference(model) if self._optimize else model
+        if not self._optimize:
+            return model
+        fast = detr_core.optimize_for_inference(model)
+        if self._compile:
+            thread = threading.Thread(target=_compile_quietly, args=(fast, source), daemon=True,
+                                      name=f"compile-{source}")
+            thread.start()
+            self.compile_threads.append(thread)
+        return fast
+
+
+def _compile_quietly(fast: torch.nn.Module, source: str) -> None:
+    """Compile in the background; on failure (no compiler, say) the eager backbone simply stays."""
+    try:
+        seconds = detr_core.compile_backbone_now(fast)
+        log.info("compiled the backbone of %s in %.1f s", source, seconds)
+    except Exception as err:  # the optimised eager model keeps serving: nothing is lost
+        log.warning("could not compile the backbone of %s (%s); staying on the eager backbone", source, err)
 
 
 def describe(loaded: LoadedModel) -> str:
