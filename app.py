@@ -8,6 +8,7 @@ A new view is a module with `build(ctx)` added to TABS.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # start and run with
 
 import gradio as gr  # noqa: E402
 
+import detr_core  # noqa: E402
 import viz  # noqa: E402
 from webapp import decoder_tab, detections_tab, encoder_tab  # noqa: E402
 from webapp import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline,  # noqa: E402
@@ -102,6 +104,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument("--no-optimize", action="store_true",
                         help="serve the plain eager model instead of the optimised copy (for comparisons)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: approximate mode, backbone in bfloat16 (several times faster on CPUs with"
+                             " AMX/AVX512-BF16; results differ by about 1%%, and the page says so)")
     parser.add_argument("--no-compile", action="store_true",
                         help="keep the optimised model eager: skip compiling its backbone in the background")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
@@ -111,8 +116,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    if args.precision == "bfloat16" and args.no_optimize:
+        raise SystemExit("--precision bfloat16 applies to the optimised model; drop --no-optimize")
+    if args.precision == "bfloat16" and not detr_core.bfloat16_is_fast():
+        raise SystemExit("--precision bfloat16 needs a CPU with native bfloat16 (AMX or AVX512-BF16); "
+                         "this one would be slower. Start without it.")
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
-                        compile_backbone=not args.no_compile)
+                        compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     demo = build_demo(models, args.model)
     demo.queue(default_concurrency_limit=4).launch(

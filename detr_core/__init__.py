@@ -12,7 +12,7 @@ from .detr import DETR, build_model
 from .download import MODEL_ZOO, fetch_checkpoint
 from .inspect import Detection, Inspection, inspect_image
 from .compact import QuantizedProbabilities
-from .optimize import compile_backbone_now, optimize_for_inference
+from .optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
 from .preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
 from .weights import BUNDLED, infer_config, load_model, untrained_model
 
@@ -21,5 +21,5 @@ __all__ = [
     "COCO_CLASS_NAMES", "DETRConfig", "PreprocessConfig", "tiny_config", "CoordinateMap", "DETR",
     "build_model", "MODEL_ZOO", "fetch_checkpoint", "Detection", "Inspection", "inspect_image",
     "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_model",
-    "untrained_model", "BUNDLED", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
+    "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
 ]

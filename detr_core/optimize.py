@@ -11,6 +11,9 @@ Exact rewrites, measured in benchmarks/inference.py (the reasoning is in benchma
   calls that need gradients (the relevance views) run the eager backbone with the same weights;
 - a key-padding mask with nothing padded (one image) is dropped, which skips building a [B*heads, L, S]
   additive mask of zeros in every attention layer.
+Not exact, and therefore opt-in (`precision="bfloat16"`): the backbone's weights and activations in bfloat16,
+which CPUs with AMX or AVX512-BF16 run several times faster; the transformer, and so every attention map, stays
+float32 on the slightly different features. Callers that show results must say so (`fast.approximate`).
 The transformer is untouched, so attention capture hooks the same modules. The copy is for inference only:
 its state dict no longer has the official layout, and save_model refuses it.
 """
@@ -65,41 +68,66 @@ class _ChannelsLast(nn.Module):
     (gradients, no_grad) stay eager, so the compiled graph never meets a grad mode it was not built for.
     """
 
-    def __init__(self, body: nn.Module):
+    def __init__(self, body: nn.Module, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.body = body.to(memory_format=torch.channels_last)
+        self.body = body.to(dtype=dtype, memory_format=torch.channels_last)
+        self.dtype = dtype
         self.compiled = None
 
     def forward(self, x):
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if self.compiled is not None and torch.is_inference_mode_enabled():
-            return self.compiled(x)
-        return self.body(x)
+            return self.compiled(x).float()
+        return self.body(x).float()
 
     def compile_now(self, example: torch.Tensor) -> float:
         """Compile for inference and run `example` [1, 3, H, W] once through it; -> seconds it took."""
         start = time.perf_counter()
         compiled = torch.compile(self.body, dynamic=True, options={"freezing": True})
         with torch.inference_mode():
-            compiled(example.contiguous(memory_format=torch.channels_last))
+            compiled(example.to(self.dtype).contiguous(memory_format=torch.channels_last))
         self.compiled = compiled  # published only once it works: other threads keep running eager
         return time.perf_counter() - start
 
 
-def optimize_for_inference(model: DETR, compile_backbone: bool = False) -> DETR:
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def optimize_for_inference(model: DETR, compile_backbone: bool = False, precision: str = "float32") -> DETR:
     """A copy of `model` in eval mode with batch norms folded and a channels-last backbone
-    (compiled too with `compile_backbone`, which takes seconds; see `compile_backbone_now`)."""
+    (compiled too with `compile_backbone`, which takes seconds; see `compile_backbone_now`).
+
+    precision="bfloat16" is the approximate mode (see the module docstring); ValueError where the CPU
+    has no native bfloat16, since there it would be slower, not faster.
+    """
+    dtype = _backbone_dtype(precision)
     fast = copy.deepcopy(model).eval()
     body = fast.backbone[0]
     count = fold_batch_norms(body.body)
     expected = sum(isinstance(m, _NORMS) for m in model.backbone[0].body.modules())
     assert count == expected, f"folded {count} of {expected} batch norms"
-    body.body = _ChannelsLast(body.body)
+    body.body = _ChannelsLast(body.body, dtype)
     fast.transformer.drop_empty_padding_mask = True
     fast.inference_only = True  # parameters keep requires_grad: relevance views differentiate through them
+    fast.approximate = dtype != torch.float32
     if compile_backbone:
         compile_backbone_now(fast)
     return fast
+
+
+def bfloat16_is_fast() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16), as oneDNN reports it."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available() and check is not None and check())
+
+
+def _backbone_dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {sorted(PRECISIONS)}")
+    if precision == "bfloat16" and not bfloat16_is_fast():
+        raise ValueError("precision='bfloat16' needs a CPU with native bfloat16 (AMX or AVX512-BF16); "
+                         "this one would run it slower than float32. Use precision='float32'.")
+    return PRECISIONS[precision]
 
 
 def compile_backbone_now(fast: DETR, size: tuple[int, int] | None = None) -> float:

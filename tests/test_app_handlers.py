@@ -9,10 +9,12 @@ import pytest
 from gradio.data_classes import ImageData
 from PIL import Image
 
+import detr_core
+
 from webapp import decoder_tab, detections_tab, encoder_tab
 from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler
 from webapp.controls import DIRECTIONS, GRID, head_choices
-from webapp.models import TINY, ModelCache
+from webapp.models import TINY, ModelCache, describe
 from webapp.session import MAX_SIDE
 
 HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
@@ -237,3 +239,10 @@ def test_switching_models_reruns_the_current_image(models, session):
         switch_handler(models)("missing.pth", session)
     assert "tiny" in status_handler(models, TINY)()
     assert "could not be loaded" in status_handler(models, "missing.pth")()
+
+
+@pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
+def test_the_approximate_mode_says_so_on_the_page():
+    cache = ModelCache(compile_backbone=False, precision="bfloat16")
+    assert "Approximate mode" in describe(cache.get(TINY))
+    assert "Approximate" not in describe(ModelCache(compile_backbone=False).get(TINY))

@@ -99,3 +99,27 @@ def test_compiling_in_the_background_leaves_other_threads_on_the_eager_backbone(
 def test_compile_needs_an_optimised_copy(tiny_model):
     with pytest.raises(RuntimeError, match="optimize_for_inference"):
         detr_core.compile_backbone_now(tiny_model)
+
+
+@pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
+def test_bfloat16_mode_is_close_and_says_it_is_approximate(rgb_image):
+    torch.manual_seed(0)
+    model = _randomise_norms(detr_core.build_model(detr_core.tiny_config(frozen_bn=True),
+                                                   detr_core.PreprocessConfig(128, 213))).eval()
+    exact = detr_core.optimize_for_inference(model)
+    approx = detr_core.optimize_for_inference(model, precision="bfloat16")
+    assert not exact.approximate and approx.approximate
+    assert next(approx.backbone[0].body.body.parameters()).dtype == torch.bfloat16
+    a, b = detr_core.inspect_image(exact, rgb_image), detr_core.inspect_image(approx, rgb_image)
+    assert b.layer_logits.dtype == np.float32 and b.decoder_cross_attention.dtype == np.float32
+    difference = np.abs(a.layer_logits - b.layer_logits).max()
+    assert 0 < difference < 0.05 * np.abs(a.layer_logits).max()  # bfloat16 keeps ~3 significant digits
+    np.testing.assert_allclose(np.asarray(b.encoder_attention).sum(-1), 1, atol=1e-3)
+
+
+def test_precision_is_checked(tiny_model, monkeypatch):
+    with pytest.raises(ValueError, match="choose one of"):
+        detr_core.optimize_for_inference(tiny_model, precision="float16")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="native bfloat16"):
+        detr_core.optimize_for_inference(tiny_model, precision="bfloat16")

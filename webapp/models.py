@@ -28,9 +28,11 @@ class LoadedModel:
 class ModelCache:
     """Models by name, each loaded on first use behind one lock (a load can take seconds)."""
 
-    def __init__(self, auto_timeout: float = 2.0, optimize: bool = True, compile_backbone: bool = True):
+    def __init__(self, auto_timeout: float = 2.0, optimize: bool = True, compile_backbone: bool = True,
+                 precision: str = "float32"):
         self._auto_timeout = auto_timeout
         self._optimize = optimize  # serve detr_core.optimize_for_inference copies (same numbers, faster)
+        self._precision = precision  # "bfloat16": the opt-in approximate mode, labelled on the page
         # compile each optimised backbone in the background; requests run eager until it is ready
         self._compile = optimize and compile_backbone
         self.compile_threads: list[threading.Thread] = []
@@ -72,7 +74,7 @@ class ModelCache:
             model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
         if not self._optimize:
             return model
-        fast = detr_core.optimize_for_inference(model)
+        fast = detr_core.optimize_for_inference(model, precision=self._precision)
         if self._compile:
             thread = threading.Thread(target=_compile_quietly, args=(fast, source), daemon=True,
                                       name=f"compile-{source}")
@@ -97,4 +99,7 @@ def describe(loaded: LoadedModel) -> str:
              f" {config.num_queries} queries")
     untrained = loaded.source in ("untrained", TINY) and "UNTRAINED" not in loaded.reason
     warning = " **Untrained: detections and attention are random.**" if untrained else ""
+    if getattr(loaded.model, "approximate", False):
+        warning += (" **Approximate mode:** the backbone runs in bfloat16, so scores, boxes and attention differ"
+                    " slightly (about 1%) from the official float32 model.")
     return f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}.{warning}"
