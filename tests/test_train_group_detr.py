@@ -7,7 +7,7 @@ import detr_core
 from detr_core.criterion import SetCriterion
 from train.coco_file import DataSource
 from train.group_detr import GroupCriterion, GroupDETR, split_groups
-from train.loop import RunConfig, train
+from train.loop import RunConfig, Trainer, train
 
 
 def _model():
@@ -72,3 +72,21 @@ def test_training_with_groups_saves_a_plain_model_and_resumes_exactly(tmp_path):
     with pytest.raises(ValueError, match="trained with 3 query group"):
         train(RunConfig(DataSource.from_paths(data), tmp_path / "split", recipe.replace(query_groups=2),
                         max_steps=4, resume=tmp_path / "split" / "last.pth", progress_bar=False))
+
+
+def test_fine_tuning_from_a_group_checkpoint_continues_its_groups(tmp_path, caplog):
+    data = shapes_set(tmp_path / "data", images=4, seed=6)
+    recipe = small_recipe(epochs=2).replace(query_groups=3)
+    train(RunConfig(DataSource.from_paths(data), tmp_path / "high", recipe, max_steps=1, seed=1,
+                    progress_bar=False))
+    source = tmp_path / "high" / "last.pth"
+    saved = torch.load(source, weights_only=True)["extra_state"]["group_queries"]
+    with caplog.at_level("INFO"):
+        trainer = Trainer(RunConfig(DataSource.from_paths(data), tmp_path / "low", recipe,
+                                    init_from=str(source), seed=2, progress_bar=False))
+    assert torch.equal(trainer.trainable.extra_queries.detach(), saved)
+    assert "continuing its 2 extra query groups" in caplog.text
+    with caplog.at_level("INFO"):  # another group count: the extra groups start afresh
+        other = Trainer(RunConfig(DataSource.from_paths(data), tmp_path / "other", recipe.replace(query_groups=2),
+                                  init_from=str(source), seed=2, progress_bar=False))
+    assert other.trainable.extra_queries.shape[0] == 1 and "start random" in caplog.text

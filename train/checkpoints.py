@@ -98,5 +98,15 @@ def load_for_resume(path: str | Path) -> dict:
     return ckpt
 
 
+def group_queries_of(source: str) -> torch.Tensor | None:
+    """The extra Group DETR queries [G-1, Q, d] a training checkpoint file holds, or None
+    (a model name such as "shapes", a model-only file, or a run without groups)."""
+    if not Path(source).is_file():
+        return None
+    ckpt = read_checkpoint(source)
+    extra = ckpt.get("extra_state") if isinstance(ckpt, dict) else None
+    return extra.get("group_queries") if isinstance(extra, dict) else None
+
+
 def progress_of(ckpt: dict) -> Progress:
     return Progress(**ckpt["progress"])

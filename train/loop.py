@@ -122,6 +122,8 @@ class Trainer:
             extra = [self.trainable.extra_queries]
             if ckpt is not None:
                 self._restore_group_queries(ckpt)
+            elif self.run.init_from:
+                self._continue_group_queries(self.run.init_from)
         self.optimizer = build_optimizer(self.model, r.optim, extra)
         self.steps_per_epoch = steps_per_epoch(self.train_set, r.batch_size, self.info)
         self.scheduler = build_scheduler(self.optimizer, r.optim, self.steps_per_epoch)
@@ -147,6 +149,17 @@ class Trainer:
             raise ValueError(f"{self.run.resume} was trained with {found} query group(s), this run asks "
                              f"for {expected[0] + 1}; resume with the same --query-groups")
         self.trainable.extra_queries.data.copy_(saved)
+
+    def _continue_group_queries(self, source: str) -> None:
+        """Fine-tuning from a Group DETR checkpoint with as many groups keeps its extra groups
+        (e.g. a low-learning-rate stage after a high one); otherwise they start random."""
+        saved = checkpoints.group_queries_of(source)
+        if saved is not None and saved.shape == self.trainable.extra_queries.shape:
+            self.trainable.extra_queries.data.copy_(saved)
+            log.info("init from %s: continuing its %d extra query groups", source, saved.shape[0])
+        else:
+            log.info("init from %s: the %d extra query groups start random", source,
+                     self.trainable.extra_queries.shape[0])
 
     # --- the loop -------------------------------------------------------------------------
 
