@@ -53,6 +53,18 @@ def _chain(event, ctx: AppContext) -> None:
         event.success(_skip_without_session(step), step.inputs, step.outputs, api_visibility="undocumented")
 
 
+_VIEWS = (gr.Image, gr.Gallery, gr.AnnotatedImage, gr.Markdown, gr.HTML, gr.Plot)
+
+
+def _clear_views(step: Step):
+    """Empty what a tab shows (images, galleries, text) and leave its controls (layer, head...) alone."""
+    def clear(*_):
+        values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
+        return values if len(values) > 1 else values[0]
+    clear.__name__ = f"clear_{step.fn.__module__.rsplit('.', 1)[-1]}"
+    return clear
+
+
 def _examples() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
@@ -89,7 +101,9 @@ def build_demo(models: ModelCache, model_name: str = "auto") -> gr.Blocks:
                                               concurrency_limit=1, concurrency_id=FORWARD), ctx)
         _chain(model.input(switch_handler(models), [model, session], [session, status], api_name="set_model",
                            concurrency_limit=1, concurrency_id=FORWARD), ctx)
-        image.clear(lambda: None, None, session, api_name="clear")
+        cleared = image.clear(lambda: None, None, session, api_name="clear")
+        for step in ctx.after_analysis:  # no stale heatmaps of an image that is gone
+            cleared.then(_clear_views(step), None, step.outputs, api_visibility="undocumented")
         demo.load(status_handler(models, model_name), None, status, api_name="status")
     return demo
 

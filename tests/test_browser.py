@@ -150,3 +150,17 @@ def test_corrupt_upload_shows_a_plain_error_and_the_app_keeps_serving(page, tmp_
     page.locator("#input-image img").first.wait_for()
     page.get_by_role("tab", name=re.compile("Detections")).click()
     page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+
+
+def test_clearing_the_image_empties_the_views(page):
+    page.get_by_role("tab", name=re.compile("Detections")).click()
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#detections img").wait_for()
+    page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+    page.locator("#input-image").get_by_role("button", name="Remove Image").click()
+    page.wait_for_function("() => document.querySelectorAll('#detections img').length === 0")
+    page.wait_for_function("() => !document.querySelector('#detections-summary').innerText.includes('queries')")
+    page.screenshot(path=ARTIFACTS / "browser-5-cleared.png", full_page=True)
+    # and the app still works afterwards
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
