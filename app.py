@@ -69,7 +69,9 @@ def _examples() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-def build_demo(models: ModelCache, model_name: str = "auto") -> gr.Blocks:
+def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = ()) -> gr.Blocks:
+    """The page. `data_roots`: folders, besides examples/ and the working folder, whose data sets it may open."""
+    roots = (EXAMPLES_DIR, Path.cwd(), *data_roots)
     menu = list(MENU) if model_name in MENU else [*MENU, model_name]
     with gr.Blocks(title="DETR Lens", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
@@ -89,7 +91,7 @@ def build_demo(models: ModelCache, model_name: str = "auto") -> gr.Blocks:
                 examples = gr.Examples(_examples(), inputs=[image], label="Examples (no network needed)")
             with gr.Column(scale=3):
                 with gr.Tabs() as tabs:
-                    ctx = AppContext(session, image, threshold, alpha, cmap, tabs, models)
+                    ctx = AppContext(session, image, threshold, alpha, cmap, tabs, models, roots)
                     for tab in TABS:
                         tab.build(ctx)
 
@@ -123,6 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              " AMX/AVX512-BF16; results differ by about 1%%, and the page says so)")
     parser.add_argument("--no-compile", action="store_true",
                         help="keep the optimised model eager: skip compiling its backbone in the background")
+    parser.add_argument("--data-root", action="append", type=Path, default=[],
+                        help="a folder whose COCO-format sets the teaching views may open (repeatable); examples/ "
+                             "and the folder the app starts in are always allowed")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     return parser.parse_args(argv)
@@ -140,7 +145,7 @@ def main(argv=None) -> None:
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
-    demo = build_demo(models, args.model)
+    demo = build_demo(models, args.model, tuple(args.data_root))
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
         footer_links=["api"])

@@ -121,15 +121,22 @@ def test_pipeline_tab_runs_once_per_image(session, models):
     assert placeholder[0] is None and "Open this tab" in placeholder[7]
 
 
-def test_matching_tab_on_a_bundled_image(session, models):
-    names = teach_matching.list_images(str(teach_matching.SHAPES_VAL)).choices
-    match = teach_matching.match_handler(models)
+def test_matching_tab_on_a_bundled_image(session, models, tmp_path):
+    roots = (teach_matching.SHAPES_VAL.parent,)
+    names = teach_matching.list_images_handler(roots)(str(teach_matching.SHAPES_VAL)).choices
+    match = teach_matching.match_handler(models, roots)
     cache, pairs, costs, rows, text = match(session, str(teach_matching.SHAPES_VAL), names[0][0], 1, 5, 2, None)
     assert len(rows) == 10 and "Loss" in text and "category k is compared with class k" in text
     with pytest.raises(gr.Error, match="COCO"):
         match(session, "", names[0][0], 1, 5, 2, None)
     with pytest.raises(gr.Error, match="weights are 0"):
         match(session, str(teach_matching.SHAPES_VAL), names[0][0], 0, 0, 0, cache)
+    # a set elsewhere on the server is refused, even through "..", with a way out in the message
+    for outside in (str(tmp_path), str(teach_matching.SHAPES_VAL / ".." / ".." / "tests")):
+        with pytest.raises(gr.Error, match="outside the folders this app may read.*--data-root"):
+            teach_matching.list_images_handler(roots)(outside)
+        with pytest.raises(gr.Error, match="outside the folders"):
+            match(session, outside, names[0][0], 1, 5, 2, None)
 
 
 def test_explain_and_ablation_tabs(session, models):

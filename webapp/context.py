@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import gradio as gr
@@ -28,6 +29,7 @@ class AppContext:
     cmap: gr.Dropdown
     tabs: gr.Tabs
     models: "ModelCache"  # the process's models, for views that re-run one (never a second copy)
+    data_roots: tuple[Path, ...] = ()  # folders whose data sets the page may open (teaching views)
     after_analysis: list[Step] = field(default_factory=list)
 
     @property

@@ -28,17 +28,25 @@ EXPLANATION = ("Training pairs each ground-truth object with exactly one query: 
                "Change the weights to see the assignment change. Uses the model that analysed the current image.")
 
 
-def _coco_set(data: str) -> CocoSet:
+def _coco_set(data: str, roots: tuple[Path, ...]) -> CocoSet:
+    """The set at `data`, which must lie under one of `roots`: the page must not read any file of the server."""
     if not data or not data.strip():
         raise ValueError("give a COCO-format set: a folder with annotations.json and images/, or a .json file")
-    return CocoSet(data.strip())
+    path = Path(data.strip()).expanduser().resolve()
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise ValueError(f"{data.strip()} is outside the folders this app may read ({allowed}); start the app "
+                         "from the folder that holds your data, or add it with --data-root")
+    return CocoSet(path)
 
 
-@user_errors
-def list_images(data: str):
-    """A data set path -> the image dropdown filled with its file names."""
-    names = [Path(entry["file_name"]).name for entry in _coco_set(data).images]
-    return gr.Dropdown(choices=names, value=names[0] if names else None)
+def list_images_handler(roots: tuple[Path, ...]):
+    @user_errors
+    def list_images(data: str):
+        """A data set path -> the image dropdown filled with its file names."""
+        names = [Path(entry["file_name"]).name for entry in _coco_set(data, roots).images]
+        return gr.Dropdown(choices=names, value=names[0] if names else None)
+    return list_images
 
 
 def _inspection(models: ModelCache, session: Session, file: Path, cache, progress):
@@ -50,13 +58,13 @@ def _inspection(models: ModelCache, session: Session, file: Path, cache, progres
     return key, inspect_image(session_model(models, session), load_image(file))
 
 
-def match_handler(models: ModelCache):
+def match_handler(models: ModelCache, roots: tuple[Path, ...]):
     @user_errors
     def match(session: Session | None, data: str, name: str, w_class: float, w_bbox: float, w_giou: float,
               cache, progress=gr.Progress()):
         """-> (cache, matched pairs on the image, cost heatmaps, per-query table, loss Markdown)."""
         session = require(session)
-        coco = _coco_set(data)
+        coco = _coco_set(data, roots)
         if not name:
             raise ValueError("choose an image of the data set")
         index = coco.index_of(name)
@@ -96,7 +104,7 @@ def build(ctx: AppContext) -> None:
         table = gr.Dataframe(headers=viz.matching.MATCH_HEADERS, label="Every query's training target",
                              interactive=False, elem_id="matching-table")
         cache = gr.State(None)
-    data.submit(list_images, data, name, api_name="teach_matching_images")
-    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit], match_handler(models),
+    data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
+    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit], match_handler(models, ctx.data_roots),
           [ctx.session, data, name, w_class, w_bbox, w_giou, cache], [cache, pairs, costs, table, losses],
           api_name="teach_matching", concurrency_limit=1, concurrency_id="forward")
