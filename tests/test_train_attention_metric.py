@@ -50,6 +50,9 @@ def test_tiny_model_figure_and_cli(tmp_path, capsys):
     low = attention_in_boxes(model, files, threshold=0.0)  # every query counts as a detection
     assert low.images == 2 and low.detections == 2 * config.num_queries
     assert 0.0 <= low.mean_fraction <= 1.0
+    # the mean over heads of a map is the mean of the heads' shares (the box weighting is linear)
+    assert len(low.per_head) == config.nheads
+    assert np.mean(low.per_head) == pytest.approx(low.mean_fraction, abs=1e-6)
     assert attention_in_boxes(model, files, threshold=1.0).detections == 0
 
     detr_core.save_model(model, tmp_path / "m.pth")
@@ -58,4 +61,5 @@ def test_tiny_model_figure_and_cli(tmp_path, capsys):
     assert code == 0 and "decoder attention inside the box" in capsys.readouterr().out
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["attention_in_box"] == pytest.approx(low.mean_fraction, abs=1e-6)
+    assert out["attention_in_box_per_head"] == pytest.approx(list(low.per_head), abs=1e-6)
     assert out["attention_detections"] == low.detections
