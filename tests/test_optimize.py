@@ -123,3 +123,15 @@ def test_precision_is_checked(tiny_model, monkeypatch):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     with pytest.raises(ValueError, match="native bfloat16"):
         detr_core.optimize_for_inference(tiny_model, precision="bfloat16")
+
+
+def test_a_padded_batch_keeps_its_mask_in_the_optimised_copy(tiny_model):
+    # only an all-false mask may be dropped; with padding the masked cells must still get no attention
+    gen = torch.Generator().manual_seed(3)
+    x, mask = detr_core.pad_batch([torch.randn(3, 96, 128, generator=gen), torch.randn(3, 64, 96, generator=gen)])
+    fast = detr_core.optimize_for_inference(tiny_model)
+    with torch.inference_mode():
+        plain, quick = tiny_model(x, mask), fast(x, mask)
+    assert mask.any()
+    assert (plain["pred_logits"] - quick["pred_logits"]).abs().max() < 1e-4
+    assert (plain["pred_boxes"] - quick["pred_boxes"]).abs().max() < 1e-4
