@@ -48,6 +48,8 @@ class DETRConfig:
         for name in ("enc_layers", "dec_layers", "num_queries", "num_classes", "nheads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: expected a rate in [0, 1)")
 
     @property
     def stride(self) -> int:

@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, help="override the recipe's warm-up")
     p.add_argument("--lr-drop", type=int, help="multiply the learning rates by 0.1 every this many epochs"
                    " (default: the recipe's; a resumed run keeps the schedule it was started with)")
+    p.add_argument("--dropout", type=float,
+                   help="transformer dropout rate; default: the recipe's, or the --init-from model's")
     p.add_argument("--query-groups", type=int,
                    help="Group DETR: train this many query groups (training only; default: the recipe's)")
     p.add_argument("--train-stem", action="store_true",
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     """The named recipe, or the resumed run's own, with the flags' overrides applied."""
+    if args.dropout is not None and args.resume is not None:
+        raise ValueError("--dropout and --resume exclude each other: a resumed run keeps its own "
+                         "dropout, so that it matches training straight through")
     if args.resume is not None:
         recipe = TrainConfig.from_dict(checkpoints.load_for_resume(args.resume)["train_config"])
     else:
@@ -67,6 +72,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                              ("query_groups", args.query_groups)) if v is not None}
     if any(v < 1 for v in run.values()):
         raise ValueError(f"--epochs, --batch-size and --query-groups must be at least 1, got {run}")
+    if args.dropout is not None:
+        run["model"] = dataclasses.replace(recipe.model, dropout=args.dropout)
     return recipe.replace(optim=dataclasses.replace(recipe.optim, **optim), **run)
 
 
@@ -80,6 +87,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=DataSource.from_paths(args.data, args.images), output=args.output,
         recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
+        dropout=args.dropout,
         max_steps=args.max_steps, seed=args.seed, num_workers=args.workers,
         progress_bar=not args.no_progress)
 

@@ -39,10 +39,13 @@ def fresh_model(recipe: TrainConfig, categories: Sequence[dict]) -> ModelSetup:
     return ModelSetup(model, label_map, pretrained=False)
 
 
-def finetuned_model(source: str, preprocess: PreprocessConfig,
-                    categories: Sequence[dict]) -> ModelSetup:
-    """The source model's architecture and weights; a new ``class_embed`` if the classes differ."""
-    src = load_model(source)
+def finetuned_model(source: str, preprocess: PreprocessConfig, categories: Sequence[dict],
+                    dropout: float | None = None) -> ModelSetup:
+    """The source model's architecture and weights; a new ``class_embed`` if the classes differ.
+
+    ``dropout`` replaces the source's dropout rate (it has no weights, so every weight still loads).
+    """
+    src = with_dropout(load_model(source), dropout, source)
     if LabelMap.covers(categories, src.class_names):
         log.info("init from %s: all %d data set categories are among its %d classes; "
                  "keeping every weight, class_embed included", source, len(categories),
@@ -57,6 +60,17 @@ def finetuned_model(source: str, preprocess: PreprocessConfig,
                 "%d: %s); every other weight loaded", source, src.config.num_classes,
                 config.num_classes, list(label_map.class_names))
     return ModelSetup(model, label_map, True)
+
+
+def with_dropout(model: DETR, dropout: float | None, source: str) -> DETR:
+    """``model`` rebuilt with another dropout rate, all weights kept; ``model`` itself if unchanged."""
+    if dropout is None or dropout == model.config.dropout:
+        return model
+    config = dataclasses.replace(model.config, dropout=dropout)
+    rebuilt = build_model(config, model.preprocess, model.class_names)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    log.info("init from %s: dropout %g instead of its %g", source, dropout, model.config.dropout)
+    return rebuilt
 
 
 def load_all_but_head(model: DETR, state: dict, source: str) -> None:
