@@ -53,7 +53,8 @@ class RunConfig:
     val_data: DataSource | None = None
     init_from: str | None = None
     resume: Path | None = None
-    dropout: float | None = None  # replaces an --init-from model's own rate (fresh runs: the recipe's)
+    # {"dropout": p, "drop_head": p}: replaces an --init-from model's own rates (fresh runs: the recipe's)
+    regularisation: dict = field(default_factory=dict)
     max_steps: int | None = None
     seed: int = 42
     num_workers: int = 0
@@ -99,7 +100,7 @@ class Trainer:
             setup = resumed_model(ckpt, categories, str(self.run.resume))
         elif self.run.init_from:
             setup = finetuned_model(self.run.init_from, self.recipe.preprocess, categories,
-                                    self.run.dropout)
+                                    self.run.regularisation)
         else:
             setup = fresh_model(self.recipe, categories)
         freeze_stem_if_pretrained(setup, self.recipe.optim.freeze_pretrained_stem)

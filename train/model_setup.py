@@ -40,12 +40,13 @@ def fresh_model(recipe: TrainConfig, categories: Sequence[dict]) -> ModelSetup:
 
 
 def finetuned_model(source: str, preprocess: PreprocessConfig, categories: Sequence[dict],
-                    dropout: float | None = None) -> ModelSetup:
+                    regularisation: dict | None = None) -> ModelSetup:
     """The source model's architecture and weights; a new ``class_embed`` if the classes differ.
 
-    ``dropout`` replaces the source's dropout rate (it has no weights, so every weight still loads).
+    ``regularisation`` ({"dropout": p, "drop_head": p}) replaces the source's rates; they have no
+    weights, so every weight still loads.
     """
-    src = with_dropout(load_model(source), dropout, source)
+    src = with_regularisation(load_model(source), regularisation or {}, source)
     if LabelMap.covers(categories, src.class_names):
         log.info("init from %s: all %d data set categories are among its %d classes; "
                  "keeping every weight, class_embed included", source, len(categories),
@@ -62,14 +63,17 @@ def finetuned_model(source: str, preprocess: PreprocessConfig, categories: Seque
     return ModelSetup(model, label_map, True)
 
 
-def with_dropout(model: DETR, dropout: float | None, source: str) -> DETR:
-    """``model`` rebuilt with another dropout rate, all weights kept; ``model`` itself if unchanged."""
-    if dropout is None or dropout == model.config.dropout:
+def with_regularisation(model: DETR, rates: dict, source: str) -> DETR:
+    """``model`` rebuilt with other dropout / drop_head rates, all weights kept; itself if unchanged."""
+    changed = {k: v for k, v in rates.items() if getattr(model.config, k) != v}
+    if not changed:
         return model
-    config = dataclasses.replace(model.config, dropout=dropout)
-    rebuilt = build_model(config, model.preprocess, model.class_names)
+    rebuilt = build_model(dataclasses.replace(model.config, **changed), model.preprocess,
+                          model.class_names)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
-    log.info("init from %s: dropout %g instead of its %g", source, dropout, model.config.dropout)
+    for name, rate in changed.items():
+        log.info("init from %s: %s %g instead of its %g", source, name, rate,
+                 getattr(model.config, name))
     return rebuilt
 
 
