@@ -89,6 +89,29 @@ def test_checkpoint_and_log_are_readable(tmp_path, four_images):
     assert (out / "best.pth").is_file()
 
 
+def test_val_attention_is_logged_each_epoch(tmp_path, four_images, monkeypatch):
+    import functools
+
+    import train.loop
+    from train.attention_metric import attention_in_boxes
+
+    # every query counts, so a barely trained model still has detections to measure
+    monkeypatch.setattr(train.loop, "attention_in_boxes",
+                        functools.partial(attention_in_boxes, threshold=0.0))
+    out = tmp_path / "run"
+    trainer = Trainer(RunConfig(DataSource.from_paths(four_images), out, small_recipe(epochs=1),
+                                val_data=DataSource.from_paths(four_images), seed=0,
+                                progress_bar=False, val_attention=True))
+    trainer.fit()
+    assert trainer.model.training  # measured in eval mode, handed back in training mode
+    entry = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    files = sorted(str(p) for p in (four_images / "images").glob("*.png"))
+    expected = attention_in_boxes(detr_core.load_model(out / "last.pth"), files, threshold=0.0)
+    assert entry["val_attention_detections"] == expected.detections > 0
+    assert entry["val_attention_in_box"] == pytest.approx(expected.mean_fraction, abs=1e-5)
+    assert entry["val_attention_in_box_per_head"] == pytest.approx(list(expected.per_head), abs=1e-5)
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, four_images,
                                                                     monkeypatch):
     calls = {"n": 0}

@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --init-from: also train conv1 and layer1 (the official recipe freezes them)")
     p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes" or a checkpoint path')
     p.add_argument("--resume", type=Path, help="continue a run from its last.pth")
+    p.add_argument("--val-attention", action="store_true",
+                   help="also log the share of decoder attention inside the detected boxes on "
+                        "--val-data each epoch (train/attention_metric.py)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -97,7 +100,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         data=DataSource.from_paths(args.data, args.images), output=args.output,
         recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
         regularisation=regularisation(args),
-        max_steps=args.max_steps, seed=args.seed, num_workers=args.workers,
+        max_steps=args.max_steps, val_attention=args.val_attention, seed=args.seed,
+        num_workers=args.workers,
         progress_bar=not args.no_progress)
 
 

@@ -23,6 +23,7 @@ from detr_core.criterion import LOSS_NAMES, SetCriterion, weighted_total
 from detr_core.matcher import HungarianMatcher
 
 from . import checkpoints
+from .attention_metric import attention_in_boxes
 from .checkpoints import Progress
 from .coco_file import DataSource
 from .configs import TrainConfig
@@ -56,6 +57,7 @@ class RunConfig:
     # {"dropout": p, "drop_head": p}: replaces an --init-from model's own rates (fresh runs: the recipe's)
     regularisation: dict = field(default_factory=dict)
     max_steps: int | None = None
+    val_attention: bool = False  # also log the share of decoder attention inside the boxes
     seed: int = 42
     num_workers: int = 0
     progress_bar: bool = True
@@ -258,11 +260,23 @@ class Trainer:
                  "images_per_s": round(images / max(seconds, 1e-9), 3), "seconds": round(seconds, 1)}
         if result is not None:
             entry["val"] = result.stats
+            entry.update(self._val_attention())
             log.info("epoch %d: COCO AP on %s\n%s", epoch, self.run.val_data.annotations, result.table)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in losses.items()})
         self.run.output.mkdir(parents=True, exist_ok=True)
         with open(self.run.output / LOG_FILE, "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+    def _val_attention(self) -> dict:
+        """attention_metric.py's figure on the validation images, if asked for (rank 0 only)."""
+        if not self.run.val_attention:
+            return {}
+        share = attention_in_boxes(self.model, [r.file for r in self.val_set.records])
+        log.info("attention inside the boxes: %.3f over %d detections; per head %s",
+                 share.mean_fraction, share.detections, [round(h, 2) for h in share.per_head])
+        return {"val_attention_in_box": share.mean_fraction,
+                "val_attention_in_box_per_head": list(share.per_head),
+                "val_attention_detections": share.detections}
 
     def _extra_state(self) -> dict:
         if isinstance(self.trainable, GroupDETR):
