@@ -25,7 +25,6 @@ class DETRConfig:
     dec_layers: int = 6
     dim_feedforward: int = 2048
     dropout: float = 0.1
-    drop_head: float = 0.0  # training only: chance of dropping each decoder cross-attention head (drop_head.py)
     num_queries: int = 100
     num_classes: int = 91  # class_embed has num_classes + 1 outputs; the last is "no object"
     pre_norm: bool = False
@@ -49,9 +48,8 @@ class DETRConfig:
         for name in ("enc_layers", "dec_layers", "num_queries", "num_classes", "nheads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
-        for name in ("dropout", "drop_head"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)}: expected a rate in [0, 1)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: expected a rate in [0, 1)")
 
     @property
     def stride(self) -> int:

@@ -44,8 +44,7 @@ class DETR(nn.Module):
         self.backbone = BackboneWithPosition([body, position])
         self.input_proj = nn.Conv2d(body.num_channels, d, kernel_size=1)
         self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,
-                                       config.dim_feedforward, config.dropout, config.pre_norm,
-                                       config.drop_head)
+                                       config.dim_feedforward, config.dropout, config.pre_norm)
         self.query_embed = nn.Embedding(config.num_queries, d)
         self.class_embed = nn.Linear(d, config.num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)

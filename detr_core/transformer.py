@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .drop_head import attention_with_drop_head
-
 
 def _with_pos(x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
     return x if pos is None else x + pos
@@ -48,10 +46,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float, pre_norm: bool,
-                 drop_head: float = 0.0):
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float, pre_norm: bool):
         super().__init__()
-        self.drop_head = drop_head  # training only: see drop_head.py
         self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
         self.multihead_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -69,11 +65,10 @@ class DecoderLayer(nn.Module):
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
 
     def _cross(self, tgt, memory, pos, query_pos, memory_key_padding_mask):
-        query, key = _with_pos(tgt, query_pos), _with_pos(memory, pos)
-        if self.training and self.drop_head > 0:
-            return attention_with_drop_head(self.multihead_attn, query, key, memory,
-                                            memory_key_padding_mask, self.drop_head)
-        return self.multihead_attn(query, key, memory, key_padding_mask=memory_key_padding_mask)[0]
+        return self.multihead_attn(
+            _with_pos(tgt, query_pos), _with_pos(memory, pos), memory,
+            key_padding_mask=memory_key_padding_mask,
+        )[0]
 
     def forward(self, tgt, memory, pos, query_pos, memory_key_padding_mask):
         """tgt, query_pos [B, Q, d]; memory, pos [B, HW, d]; mask [B, HW] -> [B, Q, d]."""
@@ -119,10 +114,10 @@ class Decoder(nn.Module):
 
 class Transformer(nn.Module):
     def __init__(self, d_model=256, nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048,
-                 dropout=0.1, pre_norm=False, drop_head=0.0):
+                 dropout=0.1, pre_norm=False):
         super().__init__()
         enc = EncoderLayer(d_model, nheads, dim_feedforward, dropout, pre_norm)
-        dec = DecoderLayer(d_model, nheads, dim_feedforward, dropout, pre_norm, drop_head)
+        dec = DecoderLayer(d_model, nheads, dim_feedforward, dropout, pre_norm)
         self.encoder = Encoder(enc, enc_layers, nn.LayerNorm(d_model) if pre_norm else None)
         self.decoder = Decoder(dec, dec_layers, nn.LayerNorm(d_model))
         self.d_model = d_model

@@ -68,7 +68,7 @@ def test_tiny_model_figure_and_cli(tmp_path, capsys):
 def test_measured_in_eval_mode_and_the_mode_is_restored(tmp_path):
     data = shapes_set(tmp_path / "data", images=2, seed=3, size=64)
     torch.manual_seed(0)
-    config = detr_core.tiny_config(backbone_stages=3, dropout=0.3, drop_head=0.5)
+    config = detr_core.tiny_config(backbone_stages=3, dropout=0.5)
     model = detr_core.build_model(config, detr_core.PreprocessConfig(64, 64))
     files = sorted((data / "images").glob("*.png"))
     in_eval = attention_in_boxes(model.eval(), files, threshold=0.0)

@@ -66,15 +66,13 @@ def test_dropout_override_keeps_every_weight_and_reaches_every_layer(tmp_path, d
     source = _source_model(tmp_path / "src.pth", ["cat", "dog"])
     assert source.config.dropout == 0.0
     trainer = Trainer(RunConfig(DataSource.from_paths(data), tmp_path / "run", small_recipe(),
-                                init_from=str(tmp_path / "src.pth"),
-                                regularisation={"dropout": 0.3, "drop_head": 0.25}))
+                                init_from=str(tmp_path / "src.pth"), dropout=0.3))
     model = trainer.model
     assert model.config.dropout == 0.3  # stored with the checkpoints, so --resume rebuilds it
     rates = [m.p for m in model.transformer.modules() if isinstance(m, torch.nn.Dropout)]
     rates += [m.dropout for m in model.transformer.modules()
               if isinstance(m, torch.nn.MultiheadAttention)]
     assert rates and set(rates) == {0.3}
-    assert {layer.drop_head for layer in model.transformer.decoder.layers} == {0.25}
     src_state = source.state_dict()
     for key, value in model.state_dict().items():
         if not key.startswith("class_embed."):
@@ -83,10 +81,9 @@ def test_dropout_override_keeps_every_weight_and_reaches_every_layer(tmp_path, d
 
 def test_cli_dropout_reaches_a_fresh_model(tmp_path, data):
     code = main(["--data", str(data), "--output", str(tmp_path / "run"), "--config", "tiny",
-                 "--dropout", "0.25", "--drop-head", "0.5", "--max-steps", "1", "--batch-size", "2", "--no-progress"])
+                 "--dropout", "0.25", "--max-steps", "1", "--batch-size", "2", "--no-progress"])
     assert code == 0
-    config = detr_core.load_model(tmp_path / "run" / "last.pth").config
-    assert (config.dropout, config.drop_head) == (0.25, 0.5)
+    assert detr_core.load_model(tmp_path / "run" / "last.pth").config.dropout == 0.25
 
 
 def test_cli_reports_an_unavailable_model_source(tmp_path, data, capsys, monkeypatch):
@@ -105,7 +102,6 @@ def test_cli_reports_an_unavailable_model_source(tmp_path, data, capsys, monkeyp
     (["--data", "{data}", "--init-from", "shapes", "--resume", "{tmp}/x.pth"], "exclude each other"),
     (["--data", "{data}", "--max-steps", "0"], "--max-steps 0"),
     (["--data", "{data}", "--dropout", "1.5"], "dropout=1.5"),
-    (["--data", "{data}", "--drop-head", "1"], "drop_head=1.0"),
     (["--data", "{data}", "--dropout", "0", "--resume", "{tmp}/x.pth"], "a resumed run keeps"),
     (["--data", "{data}/annotations.json"], "--images DIR"),
 ])

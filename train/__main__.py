@@ -40,9 +40,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    " (default: the recipe's; a resumed run keeps the schedule it was started with)")
     p.add_argument("--dropout", type=float,
                    help="transformer dropout rate; default: the recipe's, or the --init-from model's")
-    p.add_argument("--drop-head", type=float,
-                   help="training only: chance of dropping each decoder cross-attention head per step "
-                        "(DropHead); default: the recipe's, or the --init-from model's")
     p.add_argument("--query-groups", type=int,
                    help="Group DETR: train this many query groups (training only; default: the recipe's)")
     p.add_argument("--train-stem", action="store_true",
@@ -60,17 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def regularisation(args: argparse.Namespace) -> dict:
-    """The rates the flags set: {"dropout": p, "drop_head": p}, either may be missing."""
-    return {k: v for k, v in (("dropout", args.dropout), ("drop_head", args.drop_head))
-            if v is not None}
-
-
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     """The named recipe, or the resumed run's own, with the flags' overrides applied."""
-    if regularisation(args) and args.resume is not None:
-        raise ValueError("--dropout/--drop-head and --resume exclude each other: a resumed run keeps "
-                         "its own rates, so that it matches training straight through")
+    if args.dropout is not None and args.resume is not None:
+        raise ValueError("--dropout and --resume exclude each other: a resumed run keeps its own "
+                         "dropout, so that it matches training straight through")
     if args.resume is not None:
         recipe = TrainConfig.from_dict(checkpoints.load_for_resume(args.resume)["train_config"])
     else:
@@ -84,8 +75,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                              ("query_groups", args.query_groups)) if v is not None}
     if any(v < 1 for v in run.values()):
         raise ValueError(f"--epochs, --batch-size and --query-groups must be at least 1, got {run}")
-    if regularisation(args):
-        run["model"] = dataclasses.replace(recipe.model, **regularisation(args))
+    if args.dropout is not None:
+        run["model"] = dataclasses.replace(recipe.model, dropout=args.dropout)
     return recipe.replace(optim=dataclasses.replace(recipe.optim, **optim), **run)
 
 
@@ -99,7 +90,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=DataSource.from_paths(args.data, args.images), output=args.output,
         recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
-        regularisation=regularisation(args),
+        dropout=args.dropout,
         max_steps=args.max_steps, val_attention=args.val_attention, seed=args.seed,
         num_workers=args.workers,
         progress_bar=not args.no_progress)

@@ -54,8 +54,7 @@ class RunConfig:
     val_data: DataSource | None = None
     init_from: str | None = None
     resume: Path | None = None
-    # {"dropout": p, "drop_head": p}: replaces an --init-from model's own rates (fresh runs: the recipe's)
-    regularisation: dict = field(default_factory=dict)
+    dropout: float | None = None  # replaces an --init-from model's own rate (fresh runs: the recipe's)
     max_steps: int | None = None
     val_attention: bool = False  # also log the share of decoder attention inside the boxes
     seed: int = 42
@@ -102,7 +101,7 @@ class Trainer:
             setup = resumed_model(ckpt, categories, str(self.run.resume))
         elif self.run.init_from:
             setup = finetuned_model(self.run.init_from, self.recipe.preprocess, categories,
-                                    self.run.regularisation)
+                                    self.run.dropout)
         else:
             setup = fresh_model(self.recipe, categories)
         freeze_stem_if_pretrained(setup, self.recipe.optim.freeze_pretrained_stem)

@@ -40,13 +40,12 @@ def fresh_model(recipe: TrainConfig, categories: Sequence[dict]) -> ModelSetup:
 
 
 def finetuned_model(source: str, preprocess: PreprocessConfig, categories: Sequence[dict],
-                    regularisation: dict | None = None) -> ModelSetup:
+                    dropout: float | None = None) -> ModelSetup:
     """The source model's architecture and weights; a new ``class_embed`` if the classes differ.
 
-    ``regularisation`` ({"dropout": p, "drop_head": p}) replaces the source's rates; they have no
-    weights, so every weight still loads.
+    ``dropout`` replaces the source's dropout rate (it has no weights, so every weight still loads).
     """
-    src = with_regularisation(load_model(source), regularisation or {}, source)
+    src = with_dropout(load_model(source), dropout, source)
     if LabelMap.covers(categories, src.class_names):
         log.info("init from %s: all %d data set categories are among its %d classes; "
                  "keeping every weight, class_embed included", source, len(categories),
@@ -63,17 +62,14 @@ def finetuned_model(source: str, preprocess: PreprocessConfig, categories: Seque
     return ModelSetup(model, label_map, True)
 
 
-def with_regularisation(model: DETR, rates: dict, source: str) -> DETR:
-    """``model`` rebuilt with other dropout / drop_head rates, all weights kept; itself if unchanged."""
-    changed = {k: v for k, v in rates.items() if getattr(model.config, k) != v}
-    if not changed:
+def with_dropout(model: DETR, dropout: float | None, source: str) -> DETR:
+    """``model`` rebuilt with another dropout rate, all weights kept; ``model`` itself if unchanged."""
+    if dropout is None or dropout == model.config.dropout:
         return model
-    rebuilt = build_model(dataclasses.replace(model.config, **changed), model.preprocess,
-                          model.class_names)
+    config = dataclasses.replace(model.config, dropout=dropout)
+    rebuilt = build_model(config, model.preprocess, model.class_names)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
-    for name, rate in changed.items():
-        log.info("init from %s: %s %g instead of its %g", source, name, rate,
-                 getattr(model.config, name))
+    log.info("init from %s: dropout %g instead of its %g", source, dropout, model.config.dropout)
     return rebuilt
 
 
