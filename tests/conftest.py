@@ -44,6 +44,13 @@ def tiny_model():
     return detr_core.build_model(detr_core.tiny_config(), TINY_PREPROCESS).eval()
 
 
+@pytest.fixture(scope="module")
+def module_tiny_model():
+    """The same tiny DETR, built once per test module (for modules whose tests only read it)."""
+    torch.manual_seed(0)
+    return detr_core.build_model(detr_core.tiny_config(), TINY_PREPROCESS).eval()
+
+
 @pytest.fixture
 def rgb_image():
     """A 120x180 RGB uint8 image with some structure."""

@@ -14,9 +14,8 @@ from detr_core.set_prediction import box_iou, suppressed_duplicates
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return detr_core.build_model(detr_core.tiny_config(), detr_core.PreprocessConfig(128, 213)).eval()
+def model(module_tiny_model):
+    return module_tiny_model
 
 
 @pytest.fixture(scope="module")
