@@ -71,3 +71,19 @@ class CoordinateMap:
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
         return xyxy * np.array([W, H, W, H])
+
+    def box_cell_coverage(self, box_xyxy: tuple, grow_cells: float = 1.0) -> np.ndarray:
+        """[fh, fw]: the fraction of each feature cell inside an original-pixel box grown by
+        ``grow_cells`` cells on every side (a cell half inside counts half)."""
+        x0, y0 = self.pixel_to_input(box_xyxy[0], box_xyxy[1])
+        x1, y1 = self.pixel_to_input(box_xyxy[2], box_xyxy[3])
+        fh, fw = self.feature_size
+        rows = _overlap_1d(fh, y0 / self.stride - grow_cells, y1 / self.stride + grow_cells)  # [fh]
+        cols = _overlap_1d(fw, x0 / self.stride - grow_cells, x1 / self.stride + grow_cells)  # [fw]
+        return rows[:, None] * cols[None, :]  # [fh, fw]
+
+
+def _overlap_1d(n_cells: int, lo: float, hi: float) -> np.ndarray:
+    """[n_cells]: the fraction of each unit cell [k, k+1) inside the interval [lo, hi)."""
+    k = np.arange(n_cells, dtype=np.float64)
+    return np.clip(np.minimum(k + 1, hi) - np.maximum(k, lo), 0.0, 1.0)

@@ -99,6 +99,17 @@ class Inspection:
         maps = self.decoder_cross_attention[layer, :, query]  # [heads, fh*fw]
         return _reduce_heads(maps, head).reshape(self.feature_size)
 
+    def attention_in_box(self, query: int, layer: int = -1, grow_cells: float = 1.0) -> np.ndarray:
+        """[heads]: the share of each head's cross-attention of ``query`` that falls inside the box the
+        query predicts at that layer, grown by ``grow_cells`` feature cells on every side. The mean over
+        heads is the share of the head-mean map (the weighting is linear)."""
+        if not -self.num_queries <= query < self.num_queries:
+            raise ValueError(f"query={query} out of range 0..{self.num_queries - 1}")
+        box = self.coords.boxes_to_pixels(self.layer_boxes[layer][query])[0]  # x0, y0, x1, y1
+        coverage = self.coords.box_cell_coverage(tuple(box), grow_cells).reshape(-1)  # [fh*fw]
+        maps = self.decoder_cross_attention[layer, :, query].astype(np.float64)  # [heads, fh*fw]
+        return (maps @ coverage / maps.sum(-1)).astype(np.float32)
+
     def encoder_map(self, x: float, y: float, layer: int = -1, head: Head = None,
                     incoming: bool = False) -> np.ndarray:
         """[fh, fw]: where the feature cell under original pixel (x, y) attends in the encoder.

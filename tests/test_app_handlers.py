@@ -140,6 +140,9 @@ def test_decoder_views_for_every_layer_and_head(session, layer, head):
     assert len(tiles) == session.inspection.num_queries and "no object" in tiles[0][1]
     view, info = decoder_tab.render_query(session, 3, layer, head, 0.5, "viridis")
     assert "Query 3" in info and f"layer {layer}" in info
+    shares = session.inspection.attention_in_box(3, layer - 1)  # the chosen layer's map and box
+    heads = session.inspection.decoder_cross_attention.shape[1]
+    assert f"per head: 1: {shares[0]:.2f}" in info and f"{heads}: {shares[-1]:.2f}; mean {shares.mean():.2f}" in info
     assert (view.width > session.inspection.image.width) == (head == GRID)
 
 

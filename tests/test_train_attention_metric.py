@@ -1,4 +1,5 @@
 """The attention-in-box figure: geometry on hand-made maps, and the CLI on a tiny model."""
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from train_helpers import shapes_set
 
 import detr_core
 from detr_core.coords import CoordinateMap
-from train.attention_metric import attention_in_boxes, cell_coverage, mass_in_box
+from train.attention_metric import attention_in_boxes
 from train.evaluate import main
 
 # a 128x64 original image shown to the model at 64x32, stride 16: a 4x2 grid of 32-px cells (original)
@@ -17,27 +18,30 @@ COORDS = CoordinateMap(image_size=(128, 64), input_size=(64, 32), feature_size=(
 
 def test_coverage_grows_the_box_by_one_cell():
     # one original cell (rows 32..64, cols 0..32) = cell (1, 0); grown by a cell: rows 0-2, cols 0-1
-    coverage = cell_coverage((0, 32, 32, 64), COORDS)
+    coverage = COORDS.box_cell_coverage((0, 32, 32, 64))
     assert coverage.tolist() == [[1, 1], [1, 1], [1, 1], [0, 0]]
-    assert cell_coverage((0, 32, 32, 64), COORDS, grow_cells=0).tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
+    assert COORDS.box_cell_coverage((0, 32, 32, 64), grow_cells=0).tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
 
 
 def test_partial_cells_count_by_area():
     # half a cell wide and tall, not grown: a quarter of cell (0, 0)
-    assert cell_coverage((0, 0, 16, 16), COORDS, grow_cells=0)[0, 0] == pytest.approx(0.25)
+    assert COORDS.box_cell_coverage((0, 0, 16, 16), grow_cells=0)[0, 0] == pytest.approx(0.25)
 
 
-def test_mass_in_box_on_hand_made_maps():
-    focused = np.zeros((4, 2))
-    focused[1, 0] = 1.0
-    assert mass_in_box(focused, (0, 32, 32, 64), COORDS) == pytest.approx(1.0)
-    uniform = np.full((4, 2), 1 / 8)
-    assert mass_in_box(uniform, (0, 32, 32, 64), COORDS) == pytest.approx(6 / 8)
-    far = np.zeros((4, 2))
-    far[3, 1] = 1.0
-    assert mass_in_box(far, (0, 32, 32, 64), COORDS) == 0.0
-    with pytest.raises(ValueError, match="sums to 0"):
-        mass_in_box(np.zeros((4, 2)), (0, 0, 10, 10), COORDS)
+def test_per_head_share_on_hand_made_maps(tiny_model, rgb_image):
+    """Inspection.attention_in_box on a 4x2 grid, one query whose box is cell (1, 0) of the original."""
+    ins = detr_core.inspect_image(tiny_model, rgb_image)
+    focused, uniform, far = np.zeros(8), np.full(8, 1 / 8), np.zeros(8)
+    focused[1 * 2 + 0] = 1.0
+    far[3 * 2 + 1] = 1.0
+    cross = np.stack([focused, uniform, far])[None, :, None, :]  # [L=1, heads=3, Q=1, fh*fw=8]
+    box = np.array([[16 / 64, 48 / 128, 32 / 64, 32 / 128]])  # cx, cy, w, h of (0, 32, 32, 64) in 64x128
+    hand = dataclasses.replace(ins, coords=COORDS, decoder_cross_attention=cross,
+                               layer_boxes=box[None], layer_logits=np.zeros((1, 1, 6)), _probs=None)
+    assert hand.attention_in_box(0) == pytest.approx([1.0, 6 / 8, 0.0])
+    assert hand.attention_in_box(0, grow_cells=0) == pytest.approx([1.0, 1 / 8, 0.0])
+    with pytest.raises(ValueError, match="query=1"):
+        hand.attention_in_box(1)
 
 
 def test_tiny_model_figure_and_cli(tmp_path, capsys):

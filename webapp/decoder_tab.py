@@ -42,7 +42,16 @@ def render_query(session: Session | None, query, layer, head, alpha: float, cmap
     image = (viz.head_grid(ins, card, layer, alpha, cmap) if head == GRID
              else viz.query_image(ins, card, layer, head, alpha, cmap))
     probabilities = ", ".join(f"{name} {p:.3f}" for name, p in viz.class_summary(ins, card.query))
-    return image, f"**Query {card.query}** (decoder layer {layer + 1}): {probabilities}"
+    return image, (f"**Query {card.query}** (decoder layer {layer + 1}): {probabilities}  \n"
+                   + _in_box_line(ins, card.query, layer))
+
+
+def _in_box_line(ins, query: int, layer: int) -> str:
+    """Which heads look at the query's own object: their attention share inside its box."""
+    shares = ins.attention_in_box(query, layer)  # [heads]
+    per_head = " · ".join(f"{h + 1}: {s:.2f}" for h, s in enumerate(shares))
+    return (f"Attention inside its box (grown by one feature cell), per head: {per_head}; "
+            f"mean {shares.mean():.2f}")
 
 
 @user_errors
