@@ -70,12 +70,13 @@ def query_image(ins: Inspection, card: QueryCard, layer: int = -1, head=None, al
 
 def head_grid(ins: Inspection, card: QueryCard, layer: int = -1, alpha: float = 0.6,
               cmap: str = "inferno", tile_side: int = HEAD_TILE_SIDE) -> Image.Image:
-    """Every head of one decoder layer for one query, side by side."""
+    """Every head of one decoder layer for one query, side by side, each labelled with its share of
+    attention inside the query's box (grown by one cell)."""
     base = fit(ins.image, tile_side)
-    heads = ins.decoder_cross_attention.shape[1]
-    tiles = [query_image(ins, card, layer, h, alpha, cmap, base=base, label=False) for h in range(heads)]
-    columns = grid_columns(heads, base.width / base.height)
-    return tile_grid(tiles, [f"head {h + 1}" for h in range(heads)], columns)
+    shares = ins.attention_in_box(card.query, layer)  # [heads]
+    tiles = [query_image(ins, card, layer, h, alpha, cmap, base=base, label=False) for h in range(len(shares))]
+    columns = grid_columns(len(shares), base.width / base.height)
+    return tile_grid(tiles, [f"head {h + 1}: {s:.0%} in box" for h, s in enumerate(shares)], columns)
 
 
 def class_summary(ins: Inspection, query: int, top: int = 3) -> list[tuple[str, float]]:
