@@ -7,7 +7,7 @@ import viz
 
 from .context import AppContext, Step
 from .controls import GRID, MEAN, head_choices, layer_index, parse_head, require, user_errors
-from .export import write_png
+from .export import export_controls, write_png
 from .session import Session
 
 TILE_SIDE = 200  # gallery thumbnails (shown ~150 px wide): even 100 of them must draw fast
@@ -106,9 +106,7 @@ def build(ctx: AppContext) -> None:
             query = gr.Number(label="Query", precision=0, minimum=0, elem_id="query-number", scale=1)
             info = gr.Markdown(elem_id="query-info")
         view = gr.Image(label="Chosen query", interactive=False, format="jpeg", elem_id="query-view")
-        with gr.Accordion("Export this view as a PNG figure", open=False):
-            export = gr.Button("Make figure", size="sm")
-            file = gr.File(label="Figure (PNG)")
+        export, file = export_controls()
 
     s, d = ctx.session, ctx.display
     gallery_in = [s, ctx.threshold, show_all, layer, head, *d]

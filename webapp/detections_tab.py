@@ -7,7 +7,7 @@ import viz
 
 from .context import AppContext, Step
 from .controls import require, user_errors
-from .export import write_png
+from .export import export_controls, write_png
 from .session import Session
 
 
@@ -41,9 +41,7 @@ def build(ctx: AppContext) -> None:
                          buttons=["download", "fullscreen"])
         table = gr.Dataframe(headers=viz.TABLE_HEADERS, label="Detections (box in original pixels)",
                              interactive=False, elem_id="detections-table")
-        with gr.Accordion("Export this view as a PNG figure", open=False):
-            export = gr.Button("Make figure", size="sm")
-            file = gr.File(label="Figure (PNG)")
+        export, file = export_controls()
     outputs = [image, table, summary]
     ctx.threshold.input(render_detections, [ctx.session, ctx.threshold], outputs, api_name="detections", trigger_mode="always_last")
     export.click(export_detections, [ctx.session, ctx.threshold], file, api_name="export_detections")

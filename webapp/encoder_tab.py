@@ -8,7 +8,7 @@ import viz
 from .context import AppContext, Step
 from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, head_choices, incoming, layer_index, parse_head,
                        require, user_errors)
-from .export import write_png
+from .export import export_controls, write_png
 from .session import Session
 
 
@@ -78,9 +78,7 @@ def build(ctx: AppContext) -> None:
             y = gr.Number(label="y (pixels)", precision=0, minimum=0, elem_id="point-y")
             info = gr.Markdown(elem_id="encoder-info")
         view = gr.Image(label="Encoder attention", interactive=False, format="jpeg", elem_id="encoder-map")
-        with gr.Accordion("Export this view as a PNG figure", open=False):
-            export = gr.Button("Make figure", size="sm")
-            file = gr.File(label="Figure (PNG)")
+        export, file = export_controls()
 
     s, d = ctx.session, ctx.display
     view_in = [s, x, y, layer, head, direction, *d]
