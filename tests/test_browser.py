@@ -100,6 +100,8 @@ def test_upload_click_and_choose_a_query(page):
 
     # Two clicks on the input image; each must move the point and change the encoder map.
     shown = page.locator("#input-image img").first
+    # the <img> exists before its pixels are decoded (naturalWidth 0 on a busy machine): wait for them
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=shown.element_handle())
     natural_w, natural_h = shown.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert (natural_w, natural_h) == (512, 600)
     maps = []
