@@ -162,7 +162,8 @@ def test_slots_tab_computes_over_the_bundled_examples(session, models, monkeypat
 
 def test_slide_figures_cli_writes_pdf_and_png(tmp_path, models):
     checkpoint = tmp_path / "tiny.pth"
-    detr_core.save_model(detr_core.untrained_model(tiny=True), checkpoint)
+    with pytest.warns(UserWarning, match="UNTRAINED"):  # random weights must never pass silently
+        detr_core.save_model(detr_core.untrained_model(tiny=True), checkpoint)
     image = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(5).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
     viz.slides.main([str(image), "--model", str(checkpoint), "--out", str(tmp_path / "f.pdf"), "--threshold", "0"])
