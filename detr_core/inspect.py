@@ -1,6 +1,7 @@
 """One forward pass with full attention capture; cheap queries on the result (the app only slices it)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -122,6 +123,18 @@ class Inspection:
         return _reduce_heads(maps, head).reshape(self.feature_size)
 
 
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """Inspect what the model does at inference: a model left in training mode would show maps with
+    dropout applied, different on every call. The caller's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _stack(maps: list[torch.Tensor]) -> np.ndarray:
     """L tensors [1, heads, N, S] -> [L, heads, N, S] float32 numpy (batch of one dropped)."""
     return torch.stack(maps)[:, 0].float().numpy()
@@ -132,7 +145,7 @@ def inspect_image(model: torch.nn.Module, image: ImageSource) -> Inspection:
     pil = load_image(image)
     x = image_to_tensor(pil, model.preprocess)[None]  # [1, 3, h, w]
     device = next(model.parameters()).device
-    with torch.inference_mode(), capture_attention(model) as maps:
+    with torch.inference_mode(), _eval_mode(model), capture_attention(model) as maps:
         out = model(x.to(device))
     layer_logits = torch.stack([a["pred_logits"] for a in out["aux_outputs"]] + [out["pred_logits"]])
     layer_boxes = torch.stack([a["pred_boxes"] for a in out["aux_outputs"]] + [out["pred_boxes"]])

@@ -73,6 +73,18 @@ def test_encoder_map_coordinate_mapping(tiny_model, rgb_image):
         ins.encoder_map(500, 10)
 
 
+def test_a_model_in_training_mode_is_inspected_as_at_inference(rgb_image):
+    torch.manual_seed(0)
+    model = detr_core.build_model(detr_core.tiny_config(dropout=0.5), detr_core.PreprocessConfig(128, 213))
+    expected = detr_core.inspect_image(model.eval(), rgb_image)
+    model.train()
+    for _ in range(2):  # with dropout active the maps would change from call to call
+        got = detr_core.inspect_image(model, rgb_image)
+        np.testing.assert_array_equal(got.decoder_cross_attention, expected.decoder_cross_attention)
+        np.testing.assert_array_equal(got.layer_logits, expected.layer_logits)
+    assert model.training  # the caller's mode is handed back
+
+
 def test_encoder_map_with_padding_cells():
     """A grid with padding (as in a batch): the last image pixel maps to the last unpadded cell."""
     coords = detr_core.CoordinateMap(image_size=(100, 150), input_size=(100, 150), feature_size=(5, 8), stride=32)

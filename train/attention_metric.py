@@ -36,16 +36,7 @@ class AttentionInBox:
 def attention_in_boxes(model, images: Iterable, threshold: float = 0.7,
                        grow_cells: float = 1.0) -> AttentionInBox:
     """The mean share over every detection scoring above ``threshold`` in ``images``
-    (anything ``detr_core.inspect_image`` accepts: paths, PIL images, arrays)."""
-    was_training = model.training
-    model.eval()  # no dropout in the maps measured
-    try:
-        return _attention_in_boxes(model, images, threshold, grow_cells)
-    finally:
-        model.train(was_training)
-
-
-def _attention_in_boxes(model, images: Iterable, threshold: float, grow_cells: float) -> AttentionInBox:
+    (anything ``detr_core.inspect_image`` accepts: paths, PIL images, arrays; it measures in eval mode)."""
     fractions, heads, n_images = [], [], 0
     for image in images:
         ins = inspect_image(model, image)
