@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from detr_core import build_model
-from detr_core.criterion import SetCriterion, weighted_total
-from detr_core.matcher import HungarianMatcher
+from detr_core.objective.criterion import SetCriterion, weighted_total
+from detr_core.objective.matcher import HungarianMatcher
 from train.configs import TrainConfig, named_config
 from train.optim import build_optimizer, build_scheduler, clip_and_step
 

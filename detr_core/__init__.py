@@ -3,18 +3,18 @@
     model = detr_core.load_model("detr-r50")      # or "shapes", or a checkpoint path
     ins = detr_core.inspect_image(model, image)   # one forward pass, every attention map kept
 """
-from .capture import AttentionMaps, capture_attention
-from .checkpoint_io import atomic_save, model_checkpoint, read_checkpoint, save_model
-from .coco import COCO_CLASS_NAMES
-from .config import DETRConfig, PreprocessConfig, tiny_config
-from .coords import CoordinateMap
-from .detr import DETR, build_model
-from .download import MODEL_ZOO, fetch_checkpoint
-from .inspect import Detection, Inspection, inspect_image
-from .compact import QuantizedProbabilities
-from .optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
-from .preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
-from .weights import BUNDLED, infer_config, load_model, untrained_model
+from .inspection.capture import AttentionMaps, capture_attention
+from .weights.checkpoint_io import atomic_save, model_checkpoint, read_checkpoint, save_model
+from .model.coco import COCO_CLASS_NAMES
+from .model.config import DETRConfig, PreprocessConfig, tiny_config
+from .inspection.coords import CoordinateMap
+from .model.detr import DETR, build_model
+from .weights.zoo import MODEL_ZOO, fetch_checkpoint
+from .inspection.inspection import Detection, Inspection, inspect_image
+from .inspection.compact import QuantizedProbabilities
+from .model.optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
+from .model.preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
+from .weights.loading import BUNDLED, infer_config, load_model, untrained_model
 
 __all__ = [
     "AttentionMaps", "capture_attention", "atomic_save", "model_checkpoint", "read_checkpoint", "save_model",

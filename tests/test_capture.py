@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import detr_core
-from detr_core.capture import attention_modules
+from detr_core.inspection.capture import attention_modules
 
 
 def _hook_count(model):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import detr_core
-from detr_core.compact import MAX_ERROR, QuantizedProbabilities, quantize
+from detr_core.inspection.compact import MAX_ERROR, QuantizedProbabilities, quantize
 
 
 def _probabilities(*shape, seed=0):

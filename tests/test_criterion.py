@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from detr_core.criterion import LossWeights, SetCriterion, weighted_total
+from detr_core.objective.criterion import LossWeights, SetCriterion, weighted_total
 
 
 def _one_image_outputs():

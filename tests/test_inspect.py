@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import detr_core
-from detr_core.compact import MAX_ERROR
+from detr_core.inspection.compact import MAX_ERROR
 
 
 def test_shapes_and_consistency(tiny_model, rgb_image):

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from detr_core.matcher import HungarianMatcher, MatchWeights, match_costs
+from detr_core.objective.matcher import HungarianMatcher, MatchWeights, match_costs
 
 
 def _random_boxes(n: int, gen: torch.Generator) -> torch.Tensor:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import detr_core
-from detr_core.backbone import downsample_mask
+from detr_core.model.backbone import downsample_mask
 
 from reference_forward import reference_transformer
 

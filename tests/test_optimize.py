@@ -7,7 +7,7 @@ import torch
 from torchvision.ops import FrozenBatchNorm2d
 
 import detr_core
-from detr_core.compact import MAX_ERROR
+from detr_core.inspection.compact import MAX_ERROR
 
 from test_weights import reference_state_dict
 

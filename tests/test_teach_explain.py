@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import detr_core
-from detr_core.ablation import HeadAblation, ablated_heads, compare, inspect_ablated
-from detr_core.explain import _gradcam, _normalise_residual, attention_rollout, chefer_relevance, \
+from detr_core.teaching.ablation import HeadAblation, ablated_heads, compare, inspect_ablated
+from detr_core.teaching.explain import _gradcam, _normalise_residual, attention_rollout, chefer_relevance, \
     detection_rollout, explain_detection
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import detr_core
-import detr_core.matching_explorer as explorer
-from detr_core.criterion import LossWeights, SetCriterion
-from detr_core.ground_truth import CocoSet
-from detr_core.matcher import MatchWeights
+import detr_core.teaching.matching_explorer as explorer
+from detr_core.objective.criterion import LossWeights, SetCriterion
+from detr_core.teaching.ground_truth import CocoSet
+from detr_core.objective.matcher import MatchWeights
 
 SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import detr_core
-from detr_core import pipeline, query_slots
-from detr_core.set_prediction import box_iou, suppressed_duplicates
+from detr_core.teaching import pipeline, query_slots
+from detr_core.teaching.set_prediction import box_iou, suppressed_duplicates
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import viz.matching
 import viz.pipeline
 import viz.query_slots
 import viz.slides
-from detr_core.query_slots import QuerySlotStats
+from detr_core.teaching.query_slots import QuerySlotStats
 from webapp import teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries, \
     teach_slots
 from webapp.models import ModelCache
@@ -82,7 +82,7 @@ def test_slots_image_draws_one_tile_per_slot_and_rejects_bad_slots():
 
 
 def test_pipeline_panels_show_the_feature_grid_at_its_size(session, models):
-    ins, stages = detr_core.pipeline.inspect_with_stages(models.get("tiny").model, session.inspection.image)
+    ins, stages = detr_core.teaching.pipeline.inspect_with_stages(models.get("tiny").model, session.inspection.image)
     panels = viz.pipeline.pipeline_panels(ins, stages, 0.5)
     assert [p.title[0] for p in panels] == list("123456")
     fh, fw = ins.feature_size
@@ -92,9 +92,9 @@ def test_pipeline_panels_show_the_feature_grid_at_its_size(session, models):
 
 def test_matching_rows_list_every_query_once_with_no_object_for_the_unmatched(session):
     ins = session.inspection
-    truth = detr_core.ground_truth.GroundTruth(None, np.array([[10.0, 10, 60, 50], [90, 40, 170, 110]]),
+    truth = detr_core.teaching.ground_truth.GroundTruth(None, np.array([[10.0, 10, 60, 50], [90, 40, 170, 110]]),
                                                np.array([1, 3]), ("b", "d"))
-    expl = detr_core.matching_explorer.explain_matching(ins, truth)
+    expl = detr_core.teaching.matching_explorer.explain_matching(ins, truth)
     rows = viz.matching.match_rows(ins, expl)
     assert sorted(r[0] for r in rows) == list(range(ins.num_queries))
     assert sum(r[1] == "no object" for r in rows) == ins.num_queries - 2

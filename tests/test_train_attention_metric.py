@@ -8,7 +8,7 @@ import torch
 from train_helpers import shapes_set
 
 import detr_core
-from detr_core.coords import CoordinateMap
+from detr_core.inspection.coords import CoordinateMap
 from train.attention_metric import attention_in_boxes
 from train.evaluate import main
 

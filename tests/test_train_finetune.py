@@ -87,7 +87,7 @@ def test_cli_dropout_reaches_a_fresh_model(tmp_path, data):
 
 
 def test_cli_reports_an_unavailable_model_source(tmp_path, data, capsys, monkeypatch):
-    import detr_core.weights as weights
+    import detr_core.weights.loading as weights
 
     monkeypatch.setitem(weights.BUNDLED, "shapes", tmp_path / "not-bundled.pth")
     code = main(["--data", str(data), "--output", str(tmp_path / "o"), "--init-from", "shapes",

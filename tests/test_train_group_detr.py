@@ -4,7 +4,7 @@ import torch
 from train_helpers import shapes_set, small_recipe
 
 import detr_core
-from detr_core.criterion import SetCriterion
+from detr_core.objective.criterion import SetCriterion
 from train.coco_file import DataSource
 from train.group_detr import GroupCriterion, GroupDETR, split_groups
 from train.loop import RunConfig, Trainer, train

@@ -6,7 +6,7 @@ import torch
 from train_helpers import shapes_set, small_recipe
 
 import detr_core
-from detr_core.criterion import SetCriterion
+from detr_core.objective.criterion import SetCriterion
 from train import checkpoints
 from train.coco_file import DataSource
 from train.dataset import collate

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import detr_core
-from detr_core import download, weights
+from detr_core.weights import loading as weights, zoo as download
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

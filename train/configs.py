@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from detr_core import DETRConfig, PreprocessConfig, tiny_config
-from detr_core.criterion import LossWeights
-from detr_core.matcher import MatchWeights
+from detr_core.objective.criterion import LossWeights
+from detr_core.objective.matcher import MatchWeights
 
 from .transforms import AugmentConfig
 

@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from detr_core.preprocess import pad_batch
+from detr_core.model.preprocess import pad_batch
 
 from .coco_file import DataSource, load_coco
 from .distributed import DistInfo

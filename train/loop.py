@@ -19,8 +19,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from detr_core.criterion import LOSS_NAMES, SetCriterion, weighted_total
-from detr_core.matcher import HungarianMatcher
+from detr_core.objective.criterion import LOSS_NAMES, SetCriterion, weighted_total
+from detr_core.objective.matcher import HungarianMatcher
 
 from . import checkpoints
 from .attention_metric import attention_in_boxes

@@ -21,9 +21,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.ops import box_convert
 
-from detr_core.config import IMAGENET_MEAN, IMAGENET_STD
-from detr_core.config import PreprocessConfig
-from detr_core.preprocess import image_to_tensor, resized_size
+from detr_core.model.config import IMAGENET_MEAN, IMAGENET_STD
+from detr_core.model.config import PreprocessConfig
+from detr_core.model.preprocess import image_to_tensor, resized_size
 
 OFFICIAL_SCALES = tuple(range(480, 801, 32))
 OFFICIAL_MAX_SIZE = 1333
@@ -69,7 +69,7 @@ def _choice(options):
 def resize(image: Image.Image, target: dict, min_size: int, max_size: int | None):
     """Resize keeping the aspect ratio; boxes and areas follow."""
     w, h = image.size
-    # the same size rule as inference (detr_core.preprocess), so training sees what the model will see
+    # the same size rule as inference (detr_core.model.preprocess), so training sees what the model will see
     new_h, new_w = resized_size(h, w, min_size, max_size if max_size is not None else sys.maxsize)
     image = TF.resize(image, [new_h, new_w])
     sx, sy = new_w / w, new_h / h

@@ -6,7 +6,7 @@ from typing import Sequence
 from PIL import Image
 
 from detr_core import Inspection
-from detr_core.ablation import HeadAblation, QueryChange
+from detr_core.teaching.ablation import HeadAblation, QueryChange
 
 from .detections import draw_detections
 from .grid import tile_grid

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from detr_core import Inspection
-from detr_core.set_prediction import object_probability
+from detr_core.teaching.set_prediction import object_probability
 
 from .detections import font
 from .palette import BOX_COLOURS, box_colour

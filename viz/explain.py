@@ -4,7 +4,7 @@ from __future__ import annotations
 from PIL import Image
 
 from detr_core import Inspection
-from detr_core.explain import Explanation
+from detr_core.teaching.explain import Explanation
 
 from .detections import Box, draw_boxes
 from .grid import tile_grid

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from detr_core import Inspection
-from detr_core.ground_truth import GroundTruth
-from detr_core.matching_explorer import COST_TERMS, MatchingExplanation
+from detr_core.teaching.ground_truth import GroundTruth
+from detr_core.teaching.matching_explorer import COST_TERMS, MatchingExplanation
 
 from .detections import Box, draw_boxes
 from .palette import box_colour

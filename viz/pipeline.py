@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from detr_core import Inspection
-from detr_core.pipeline import PipelineStages, principal_components
+from detr_core.teaching.pipeline import PipelineStages, principal_components
 
 from .detections import draw_detections
 from .grid import tile_grid
@@ -77,7 +77,7 @@ def queries_image(query_embed: np.ndarray, side: int = PANEL_SIDE) -> Image.Imag
 
 
 def pipeline_panels(ins: Inspection, stages: PipelineStages, threshold: float = 0.7) -> list[Panel]:
-    """Six panels from input to the final set. All from one forward pass (detr_core.pipeline)."""
+    """Six panels from input to the final set. All from one forward pass (detr_core.teaching.pipeline)."""
     (h, w), (fh, fw), stride = ins.input_size, ins.feature_size, ins.coords.stride
     c, d = stages.backbone.shape[0], stages.memory.shape[0]
     backbone, b_share = components_image(stages.backbone)

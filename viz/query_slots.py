@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from detr_core.query_slots import QuerySlotStats
+from detr_core.teaching.query_slots import QuerySlotStats
 
 from .grid import tile_grid
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 import detr_core
-from detr_core.auto import AutoChoice, choose_model
+from detr_core.weights.auto import AutoChoice, choose_model
 
 log = logging.getLogger(__name__)
 

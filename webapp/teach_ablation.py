@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 import viz.ablation
-from detr_core.ablation import KINDS, HeadAblation, compare, inspect_ablated
+from detr_core.teaching.ablation import KINDS, HeadAblation, compare, inspect_ablated
 
 from .context import AppContext, Step
 from .controls import require, user_errors

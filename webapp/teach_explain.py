@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 import viz.explain
-from detr_core.explain import explain_detection
+from detr_core.teaching.explain import explain_detection
 
 from .context import AppContext, Step
 from .controls import require, user_errors

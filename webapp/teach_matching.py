@@ -10,10 +10,10 @@ from PIL import Image
 import viz
 import viz.matching
 from detr_core import inspect_image, load_image
-from detr_core.criterion import LossWeights
-from detr_core.ground_truth import CocoSet
-from detr_core.matcher import MatchWeights
-from detr_core.matching_explorer import explain_matching
+from detr_core.objective.criterion import LossWeights
+from detr_core.teaching.ground_truth import CocoSet
+from detr_core.objective.matcher import MatchWeights
+from detr_core.teaching.matching_explorer import explain_matching
 
 from .context import AppContext
 from .controls import require, user_errors

@@ -1,7 +1,7 @@
 """Teaching tab: the pipeline walk-through, one panel per stage from the resized input to the set of boxes.
 
 The stage tensors (backbone features, positions, encoder output) are not part of the stored Inspection, so the
-tab runs the model once more with stage hooks (detr_core.pipeline), only when the tab is opened, and keeps the
+tab runs the model once more with stage hooks (detr_core.teaching.pipeline), only when the tab is opened, and keeps the
 result for that image.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 import viz.pipeline
-from detr_core.pipeline import inspect_with_stages
+from detr_core.teaching.pipeline import inspect_with_stages
 
 from .context import AppContext, Step
 from .controls import require, user_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 import viz.all_queries
-from detr_core.set_prediction import suppressed_duplicates
+from detr_core.teaching.set_prediction import suppressed_duplicates
 
 from .context import AppContext, Step
 from .controls import require, user_errors

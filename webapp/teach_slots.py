@@ -1,6 +1,6 @@
 """Teaching tab: where each query slot puts its boxes over a data set (the paper's Fig. 7).
 
-Reads a file precomputed by `python -m detr_core.query_slots` for the current model (examples/query_slots/
+Reads a file precomputed by `python -m detr_core.teaching.query_slots` for the current model (examples/query_slots/
 <model>.npz); without one, computes it over the bundled examples on request.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import gradio as gr
 
 import viz.query_slots
-from detr_core.ground_truth import CocoSet, image_folder
-from detr_core.query_slots import QuerySlotStats, collect
+from detr_core.teaching.ground_truth import CocoSet, image_folder
+from detr_core.teaching.query_slots import QuerySlotStats, collect
 
 from .context import AppContext, Step
 from .controls import require, user_errors

@@ -5,8 +5,8 @@ import threading
 import urllib.request
 from dataclasses import dataclass
 
-from .download import MODEL_ZOO, OFFICIAL_BASE_URL, cached_path
-from .weights import BUNDLED
+from .zoo import MODEL_ZOO, OFFICIAL_BASE_URL, cached_path
+from .loading import BUNDLED
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inspect import Inspection
+from ..inspection.inspection import Inspection
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each slot learns to specialise in certain areas and box sizes; seeing that needs one plain forward pass per
 image, so it is computed once, stored, and drawn from the file.
 
-    python -m detr_core.query_slots --model SOURCE (--data DIR_OR_JSON [--images DIR] | --images DIR) --out FILE.npz
+    python -m detr_core.teaching.query_slots --model SOURCE (--data DIR_OR_JSON [--images DIR] | --images DIR) --out FILE.npz
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .ground_truth import CocoSet, image_folder
-from .preprocess import image_to_tensor, load_image
+from ..model.preprocess import image_to_tensor, load_image
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -56,7 +56,7 @@ class QuerySlotStats:
                 return cls(f["centres"], f["sizes"], f["scores"], f["labels"], tuple(str(s) for s in f["images"]),
                            str(f["model"]))
         except (OSError, KeyError, ValueError) as err:
-            raise ValueError(f"{path} is not a query-slot file written by detr_core.query_slots ({err})") from None
+            raise ValueError(f"{path} is not a query-slot file written by detr_core.teaching.query_slots ({err})") from None
 
 
 def _one_image(model: nn.Module, file: Path) -> np.ndarray:
@@ -95,9 +95,9 @@ def data_files(data: str | None, images: str | None) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from .weights import load_model  # here, so that importing this module never touches checkpoints
+    from ..weights.loading import load_model  # here, so that importing this module never touches checkpoints
 
-    parser = argparse.ArgumentParser(prog="python -m detr_core.query_slots", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m detr_core.teaching.query_slots", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model-zoo name, shapes, untrained or a checkpoint path")
     parser.add_argument("--data", help="COCO-format set: folder with annotations.json and images/, or the json file")
     parser.add_argument("--images", help="image folder (alone: every image in it; with --data: its images)")

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attention_recompute import recomputed_attention
-from .capture import attention_modules
-from .inspect import Inspection
-from .preprocess import image_to_tensor
+from ..inspection.attention_recompute import recomputed_attention
+from ..inspection.capture import attention_modules
+from ..inspection.inspection import Inspection
+from ..model.preprocess import image_to_tensor
 
 
 def attention_rollout(attention: np.ndarray, residual: float = 0.5) -> np.ndarray:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .criterion import LossWeights, SetCriterion
+from ..objective.criterion import LossWeights, SetCriterion
 from .ground_truth import GroundTruth
-from .inspect import Inspection
-from .matcher import HungarianMatcher, MatchWeights, match_costs
+from ..inspection.inspection import Inspection
+from ..objective.matcher import HungarianMatcher, MatchWeights, match_costs
 
 COST_TERMS = ("cost_class", "cost_bbox", "cost_giou", "total")
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attention_recompute import recomputed_attention
-from .inspect import Inspection, inspect_image
-from .preprocess import ImageSource
+from ..inspection.attention_recompute import recomputed_attention
+from ..inspection.inspection import Inspection, inspect_image
+from ..model.preprocess import ImageSource
 
 KINDS = ("cross", "self", "encoder")  # decoder cross-attention, decoder self-attention, encoder self-attention
 

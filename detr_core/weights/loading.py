@@ -11,11 +11,11 @@ from typing import Mapping
 import torch
 
 from .checkpoint_io import read_checkpoint
-from .config import DETRConfig, PreprocessConfig, tiny_config
-from .detr import DETR, build_model
-from .download import MODEL_ZOO, fetch_checkpoint
+from ..model.config import DETRConfig, PreprocessConfig, tiny_config
+from ..model.detr import DETR, build_model
+from .zoo import MODEL_ZOO, fetch_checkpoint
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "assets"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED = {"shapes": BUNDLED_DIR / "shapes.pth"}
 _ARGS_FIELDS = ("backbone", "dilation", "hidden_dim", "nheads", "enc_layers", "dec_layers",
                 "dim_feedforward", "num_queries", "pre_norm", "position_embedding", "dropout")

@@ -12,7 +12,7 @@ from PIL import Image
 from .capture import capture_attention
 from .compact import QuantizedProbabilities
 from .coords import CoordinateMap
-from .preprocess import ImageSource, image_to_tensor, load_image
+from ..model.preprocess import ImageSource, image_to_tensor, load_image
 
 Head = Union[None, int, str]  # None or "mean": mean over heads; "max": max over heads; int: one head
 

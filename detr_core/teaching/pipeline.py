@@ -1,7 +1,7 @@
 """The tensors between DETR's stages (input, backbone, positions, encoder, queries, decoder), from the same
 single forward pass that inspect_image runs.
 
-    ins, stages = detr_core.pipeline.inspect_with_stages(model, image)
+    ins, stages = detr_core.teaching.pipeline.inspect_with_stages(model, image)
 
 Hooks on the model's own modules record each stage's output while inspect_image runs; like capture.py they act
 only on the calling thread's forward passes and are removed on exit.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inspect import Inspection, inspect_image
-from .preprocess import ImageSource
+from ..inspection.inspection import Inspection, inspect_image
+from ..model.preprocess import ImageSource
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""DETR's training objective: Hungarian matching and the set criterion."""
