@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 import pytest
 from gradio.data_classes import ImageData
+from hand_made import hand_inspection
 from PIL import Image
 
 import detr_core
@@ -15,7 +16,7 @@ from webapp import decoder_tab, detections_tab, encoder_tab
 from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler
 from webapp.controls import DIRECTIONS, GRID, head_choices
 from webapp.models import TINY, ModelCache, describe
-from webapp.session import MAX_SIDE
+from webapp.session import MAX_SIDE, Session
 
 HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
 
@@ -197,6 +198,41 @@ def test_encoder_direction_changes_the_map(session):
     a, _ = encoder_tab.render_encoder(session, 30, 60, 1, "1", DIRECTIONS[0], 1.0, "gray")
     b, _ = encoder_tab.render_encoder(session, 30, 60, 1, "1", DIRECTIONS[1], 1.0, "gray")
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() > 0
+
+
+def _direction_session() -> tuple[Session, np.ndarray, np.ndarray]:
+    """A 192 x 192 image over a 3 x 3 grid of 64-px cells whose encoder attention is made by hand.
+
+    In layer 2, head 1, cell 0 looks at cell k with weight k / 36 (darkest top-left, brightest bottom-right),
+    and cell i looks at cell 0 with weight (9 - i) / 10 (brightest next to it, fading away); head 2 and layer 1
+    are uniform. Returns the session and the two expected maps [3, 3], each scaled to its maximum.
+    """
+    looks_from = np.arange(9) / 36  # row 0
+    looked_at = np.array([0.0, *range(8, 0, -1)]) / 10  # column 0; looked_at[0] = looks_from[0] = 0
+    hand = np.zeros((9, 9))
+    hand[0] = looks_from
+    for i in range(1, 9):  # every row sums to 1
+        hand[i, 0], hand[i, 1:] = looked_at[i], (1 - looked_at[i]) / 8
+    uniform = np.full((9, 9), 1 / 9)
+    encoder = np.stack([[uniform, uniform], [hand, uniform]])  # [L=2, heads=2, 9, 9]
+    coords = detr_core.CoordinateMap(image_size=(192, 192), input_size=(96, 96), feature_size=(3, 3), stride=32)
+    session = Session(hand_inspection(coords, encoder=encoder), "hand-made")
+    return session, (looks_from / looks_from.max()).reshape(3, 3), (looked_at / looked_at.max()).reshape(3, 3)
+
+
+def test_both_encoder_directions_show_the_hand_made_map_cell_by_cell():
+    session, looks_from, looked_at = _direction_session()
+    for direction, expected in zip(DIRECTIONS, (looks_from, looked_at)):
+        # the point (10, 10) lies in cell 0; its marker is drawn there, far from the cell's centre
+        view, info = encoder_tab.render_encoder(session, 10, 10, 2, "1", direction, 1.0, "gray")
+        assert "row 1/3, column 1/3" in info and direction in info
+        grey = np.asarray(view)[..., 0].astype(float)  # [192, 192]; the gray colormap: value = level
+        centres = grey[32::64, 32::64]  # [3, 3] the centre pixel of every cell
+        np.testing.assert_allclose(centres / 255, expected, atol=12 / 255, err_msg=direction)
+    # layer 1 is uniform in both directions
+    for direction in DIRECTIONS:
+        view, _ = encoder_tab.render_encoder(session, 10, 10, 1, "1", direction, 1.0, "gray")
+        assert np.ptp(np.asarray(view)[32::64, 32::64, 0]) <= 1
 
 
 @pytest.mark.parametrize("size", [(180, 120), (64, 300), (640, 90), (2400, 1800)])

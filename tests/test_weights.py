@@ -88,6 +88,30 @@ def test_round_trip_own_format(tmp_path, tiny_model, rgb_image):
     assert (a.logits == b.logits).all() and (np.asarray(a.encoder_attention) == np.asarray(b.encoder_attention)).all()
 
 
+@pytest.mark.parametrize("layout", ["own", "official", "bare"])
+def test_multi_process_training_checkpoint_with_module_prefix_loads(tmp_path, tiny_model, layout):
+    """DistributedDataParallel saves every key as "module.<key>"; the loader strips it in every layout."""
+    expected = tiny_model.state_dict()
+    state = {f"module.{k}": v for k, v in expected.items()}
+    ckpt = {"own": {**detr_core.model_checkpoint(tiny_model), "model": state},
+            "official": {"model": state}, "bare": state}[layout]
+    torch.save(ckpt, tmp_path / "ddp.pth")
+    loaded = detr_core.load_model(tmp_path / "ddp.pth", dilation=False, nheads=4).state_dict()
+    assert set(loaded) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_a_prefix_on_only_some_keys_is_not_stripped(tmp_path, tiny_model):
+    state = dict(tiny_model.state_dict())
+    state["module.class_embed.bias"] = state.pop("class_embed.bias")
+    torch.save(state, tmp_path / "mixed.pth")
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(tmp_path / "mixed.pth", dilation=False, nheads=4)
+    assert "missing keys (1): class_embed.bias" in str(err.value)
+    assert "unexpected keys (1): module.class_embed.bias" in str(err.value)
+
+
 def test_wrong_shape_names_key_and_shapes(tmp_path, tiny_model):
     state = tiny_model.state_dict()
     state["input_proj.weight"] = torch.zeros(32, 7, 1, 1)

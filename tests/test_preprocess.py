@@ -1,0 +1,88 @@
+"""Pre- and post-processing on small hand-worked examples: resize rule, normalisation, padding, pixel boxes.
+
+Non-square images throughout, in both orientations, so that a swapped height and width cannot pass.
+"""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import detr_core
+from detr_core import PreprocessConfig
+
+# Three queries, two classes and "no object" (last column); logits = log(p), so softmax gives p back.
+PROBS = torch.tensor([[0.6, 0.3, 0.1],  # class 0 at 0.6
+                      [0.1, 0.2, 0.7],  # mostly "no object": its best real class is class 1 at 0.2
+                      [0.25, 0.5, 0.25]])  # class 1 at 0.5
+BOXES = torch.tensor([[0.25, 0.5, 0.5, 0.25],  # normalised cx, cy, w, h
+                      [0.5, 0.5, 1.0, 1.0],
+                      [0.75, 0.25, 0.1, 0.5]])
+
+
+@pytest.mark.parametrize("size,expected", [
+    # (H, W) = (64, 96): x scales by 96, y by 64
+    ((64, 96), [[0, 24, 48, 40], [0, 0, 96, 64], [67.2, 0, 76.8, 32]]),
+    # (H, W) = (96, 64): the other orientation
+    ((96, 64), [[0, 36, 32, 60], [0, 0, 64, 96], [44.8, 0, 51.2, 48]]),
+])
+def test_postprocess_scores_labels_and_pixel_boxes(size, expected):
+    scores, labels, boxes = detr_core.postprocess(PROBS.log(), BOXES, size)
+    assert scores.tolist() == pytest.approx([0.6, 0.2, 0.5])
+    assert labels.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
+
+
+def test_postprocess_keeps_leading_batch_dimensions():
+    logits = torch.stack([PROBS.log(), PROBS.log().flip(0)])  # [B=2, Q=3, 3]
+    boxes = torch.stack([BOXES, BOXES.flip(0)])  # [2, 3, 4]
+    scores, labels, pixels = detr_core.postprocess(logits, boxes, (64, 96))
+    assert scores.shape == labels.shape == (2, 3) and pixels.shape == (2, 3, 4)
+    assert scores[1].tolist() == pytest.approx([0.5, 0.2, 0.6]) and labels[1].tolist() == [1, 1, 0]
+    np.testing.assert_allclose(pixels[1, 2].numpy(), [0, 24, 48, 40], atol=1e-4)
+
+
+@pytest.mark.parametrize("height,width,min_size,max_size,expected", [
+    (120, 180, 128, 213, (128, 192)),  # shorter side to 128; the longer 192 fits under 213
+    (180, 120, 128, 213, (192, 128)),  # portrait
+    (100, 400, 128, 213, (53, 212)),  # 512 would pass 213: shorter side round(213 * 100 / 400) = 53
+    (400, 100, 128, 213, (212, 53)),
+    (128, 300, 128, 1000, (128, 300)),  # already the right size: unchanged
+    (50, 50, 64, 64, (64, 64)),  # enlarged
+])
+def test_resized_size_by_hand(height, width, min_size, max_size, expected):
+    assert detr_core.resized_size(height, width, min_size, max_size) == expected
+
+
+def test_image_to_tensor_normalises_each_channel_in_place():
+    """A 3 x 2 (W x H) image already at its input size: every value is (pixel / 255 - mean) / std."""
+    pixels = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 14  # [H=2, W=3, RGB], all different
+    pre = PreprocessConfig(min_size=2, max_size=3, mean=(0.1, 0.5, 0.9), std=(0.5, 0.25, 2.0))
+    x = detr_core.image_to_tensor(Image.fromarray(pixels), pre)
+    assert x.shape == (3, 2, 3) and x.dtype == torch.float32
+    for c, (mean, std) in enumerate(zip(pre.mean, pre.std)):
+        for row in range(2):
+            for col in range(3):
+                assert x[c, row, col].item() == pytest.approx((pixels[row, col, c] / 255 - mean) / std, abs=1e-6)
+
+
+@pytest.mark.parametrize("size,expected_shape", [((6, 4), (3, 8, 12)), ((4, 6), (3, 12, 8))])
+def test_image_to_tensor_resizes_to_the_rule(size, expected_shape):
+    """A uniform 6 x 4 (W x H) image with min_size 8: 12 x 8; its value survives resizing."""
+    pre = PreprocessConfig(min_size=8, max_size=100)
+    x = detr_core.image_to_tensor(Image.new("RGB", size, (255, 0, 51)), pre)
+    assert x.shape == expected_shape
+    for c, value in enumerate((1.0, 0.0, 0.2)):
+        torch.testing.assert_close(x[c], torch.full(expected_shape[1:], (value - pre.mean[c]) / pre.std[c]))
+
+
+def test_pad_batch_places_each_image_top_left_and_masks_the_rest():
+    a = torch.arange(18.0).view(3, 2, 3)  # [3, h=2, w=3]
+    b = -torch.arange(9.0).view(3, 3, 1) - 1  # [3, h=3, w=1]
+    values, mask = detr_core.pad_batch([a, b])
+    assert values.shape == (2, 3, 3, 3) and mask.shape == (2, 3, 3) and mask.dtype == torch.bool
+    assert torch.equal(values[0, :, :2, :3], a) and values[0, :, 2, :].abs().sum() == 0
+    assert torch.equal(values[1, :, :, :1], b) and values[1, :, :, 1:].abs().sum() == 0
+    assert mask[0].tolist() == [[False, False, False], [False, False, False], [True, True, True]]
+    assert mask[1].tolist() == [[False, True, True]] * 3
+    with pytest.raises(ValueError, match="at least one"):
+        detr_core.pad_batch([])
