@@ -280,6 +280,7 @@ def test_switching_models_reruns_the_current_image(models, session):
     assert "could not be loaded" in status_handler(models, "missing.pth")()
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
 def test_the_approximate_mode_says_so_on_the_page():
     cache = ModelCache(compile_backbone=False, precision="bfloat16")

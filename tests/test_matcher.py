@@ -97,7 +97,7 @@ def test_empty_targets_give_empty_matches():
     targets = [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)},
                {"labels": torch.tensor([1]), "boxes": _random_boxes(1, gen)}]
     (p0, t0), (p1, t1) = HungarianMatcher()(outputs, targets)
-    assert p0.numel() == 0 and t0.numel() == 0 and p0.dtype == torch.long
+    assert p0.numel() == 0 and t0.numel() == 0 and p0.dtype == t0.dtype == torch.long  # usable as indices
     assert len(p1) == 1 and t1.tolist() == [0]
 
 
@@ -126,5 +126,16 @@ def test_non_finite_predictions_are_reported():
     boxes[0, 1, 0] = float("nan")
     outputs = {"pred_logits": torch.zeros(1, 3, 4), "pred_boxes": boxes}
     target = {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}
-    with pytest.raises(RuntimeError, match="non-finite"):
+    with pytest.raises(RuntimeError, match=r"^non-finite matching cost \(NaN/inf in predicted boxes or logits\); "
+                                           "the model has diverged, lower the learning rate or resume"):
         HungarianMatcher()(outputs, [target])
+
+
+@pytest.mark.parametrize("weights", [(0, 0, 1), (0, 1, 0), (1, 0, 0), (0, 5, 2)])
+def test_any_non_zero_weight_is_accepted(weights):
+    assert MatchWeights(*weights).cost_giou == weights[2]
+
+
+def test_all_zero_weights_are_rejected():
+    with pytest.raises(ValueError, match="^all matching cost weights are 0; at least one must be non-zero$"):
+        MatchWeights(0, 0, 0)

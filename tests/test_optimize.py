@@ -101,6 +101,7 @@ def test_compile_needs_an_optimised_copy(tiny_model):
         detr_core.compile_backbone_now(tiny_model)
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
 def test_bfloat16_mode_is_close_and_says_it_is_approximate(rgb_image):
     torch.manual_seed(0)

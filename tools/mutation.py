@@ -1,0 +1,167 @@
+"""Mutation testing of the modules where a wrong number reaches the user, one module at a time (mutmut 3).
+
+    python tools/mutation.py                    # every target, one after the other
+    python tools/mutation.py coords matcher     # some targets
+    python tools/mutation.py --list             # targets, their modules and test files
+
+mutmut changes one operator, constant or argument at a time (a "mutant") and runs the tests; a mutant the
+tests do not notice "survives". Each target mutates only its module(s) and runs only the test files meant
+to cover them, so a mutant caught by some unrelated test still counts as a survivor: the module's own tests
+must catch it. Everything happens in a scratch copy of the working tree (tracked and new files), so the
+repository is never touched; ../shared is linked beside the copy, as the tests expect.
+
+Writes <out>/<target>.json (counts, score, wall time, each survivor's diff) and prints a table.
+Not part of CI: it takes tens of minutes. Needs mutmut 3 (in requirements-dev.txt).
+The surviving mutants and the reason each survives are in tools/mutation.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_PACKAGES = ("detr_core", "train", "viz", "webapp")  # importable in the copy; only targets are mutated
+ALSO_COPY = ("pytest.ini", "examples")  # what the tests read besides the packages and tests/
+
+
+@dataclass(frozen=True)
+class Target:
+    modules: tuple[str, ...]  # files mutated
+    tests: tuple[str, ...]  # the only test files run against them
+
+
+TARGETS = {
+    "coords": Target(("detr_core/inspection/coords.py",), ("tests/test_coords.py", "tests/test_inspect.py")),
+    "inspection": Target(("detr_core/inspection/inspection.py",), ("tests/test_inspect.py", "tests/test_compact.py")),
+    "preprocess": Target(("detr_core/model/preprocess.py",), ("tests/test_preprocess.py", "tests/test_inspect.py")),
+    "matcher": Target(("detr_core/objective/matcher.py",), ("tests/test_matcher.py",)),
+    "criterion": Target(("detr_core/objective/criterion.py",), ("tests/test_criterion.py",)),
+    "evaluate": Target(("train/evaluate.py",), ("tests/test_train_evaluate.py",)),
+    "compact": Target(("detr_core/inspection/compact.py",), ("tests/test_compact.py",)),
+    "weights": Target(("detr_core/weights/loading.py", "detr_core/weights/checkpoint_io.py"),
+                      ("tests/test_weights.py",)),
+}
+
+# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code): a failing test run, a timeout or a
+# crash all mean the tests noticed the mutant.
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+          255: "timeout", -11: "segfault", -9: "segfault", 37: "caught by type check"}
+NOT_KILLED = {0: "survived", 5: "no tests", 33: "no tests", 35: "suspicious"}
+
+
+def tracked_and_new_files(repo: Path) -> list[str]:
+    """Tracked files plus untracked files git does not ignore, as they are in the working tree now."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=repo,
+                         check=True, capture_output=True).stdout.decode()
+    return [name for name in out.split("\0") if name and (repo / name).is_file()]
+
+
+def scratch_copy(repo: Path, dest: Path) -> Path:
+    """A fresh copy of the working tree at dest, with ../shared linked beside it when the repo has one."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for name in tracked_and_new_files(repo):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / name, dest / name)
+    shared = repo.parent / "shared"
+    if shared.is_dir() and not (dest.parent / "shared").exists():
+        (dest.parent / "shared").symlink_to(shared)
+    return dest
+
+
+def mutmut_config(target: Target) -> str:
+    """setup.cfg [mutmut] section: what to copy, what to mutate, which tests to run."""
+    lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in SOURCE_PACKAGES),
+             "only_mutate =", *(f"    {m}" for m in target.modules),
+             "also_copy =", *(f"    {p}" for p in ALSO_COPY),
+             "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in target.tests),
+             "pytest_add_cli_args =", "    -p", "    no:cacheprovider",
+             # torch is not fork-safe once used: fork every mutant's run from a clean server process
+             "process_isolation = forkserver",
+             "use_git_change_detection = false"]
+    return "\n".join(lines) + "\n"
+
+
+def run_target(name: str, target: Target, workdir: Path, children: int) -> dict:
+    """Mutate one target in its own scratch copy; -> counts, score, wall time and the survivors' diffs."""
+    copy = scratch_copy(REPO, workdir / name / "tree")
+    (copy / "setup.cfg").write_text(mutmut_config(target))
+    env = {k: v for k, v in os.environ.items() if k != "CI"}  # a mutation run is not CI
+    env.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    start = time.monotonic()
+    log = workdir / name / "mutmut.log"
+    with open(log, "wb") as handle:
+        code = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                              cwd=copy, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+    wall = time.monotonic() - start
+    if code != 0:
+        raise RuntimeError(f"mutmut failed on {name} (exit code {code}); see {log}")
+    statuses = {}
+    for module in target.modules:
+        meta = json.loads((copy / "mutants" / f"{module}.meta").read_text())
+        statuses.update(meta["exit_code_by_key"])
+    survivors = {key: NOT_KILLED.get(code, f"exit code {code}") for key, code in statuses.items()
+                 if code not in KILLED}
+    killed = len(statuses) - len(survivors)
+    return {
+        "target": name, "modules": list(target.modules), "tests": list(target.tests),
+        "mutants": len(statuses), "killed": killed, "score": killed / len(statuses) if statuses else 0.0,
+        "wall_s": round(wall, 1),
+        "survivors": [{"mutant": key, "status": status, "diff": _diff(copy, key, env)}
+                      for key, status in sorted(survivors.items())],
+    }
+
+
+def _diff(copy: Path, mutant: str, env: dict) -> str:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=copy, env=env,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", help=f"some of {sorted(TARGETS)} (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "mutation",
+                        help="where the per-target JSON reports go")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "detr-lens-mutation",
+                        help="scratch copies of the working tree (replaced on every run)")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested in parallel")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; choose from {sorted(TARGETS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, target in TARGETS.items():
+            print(f"{name:11s} {', '.join(target.modules)}\n{'':11s} tests: {', '.join(target.tests)}")
+        return 0
+    try:
+        import mutmut  # noqa: F401  (run as `python -m mutmut` below)
+    except ImportError:
+        print('mutmut is not installed: pip install "mutmut>=3.8.1,<4" (or -r requirements-dev.txt)', file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{'target':11s} {'mutants':>7s} {'killed':>6s} {'score':>6s} {'wall':>7s}")
+    for name in args.targets or list(TARGETS):
+        report = run_target(name, TARGETS[name], args.workdir, args.children)
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=1))
+        print(f"{name:11s} {report['mutants']:7d} {report['killed']:6d} {report['score']:6.1%} "
+              f"{report['wall_s']:6.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
