@@ -123,6 +123,39 @@ def test_encoder_map_both_directions_on_a_hand_made_matrix():
     np.testing.assert_allclose(ins.encoder_map(x, y, head=0), [[0, 0], [0, 0], [0, 0], [0, 1]], atol=MAX_ERROR)
 
 
+def test_detections_default_threshold_and_class_names():
+    probs = np.array([[0.75, 0.15, 0.10],  # class "a" at 0.75: above the default 0.7
+                      [0.05, 0.65, 0.30],  # class "b" at 0.65: below
+                      [0.02, 0.72, 0.26]])  # class "b" at 0.72: above
+    ins = hand_inspection(GRID_4X2, cross=np.full((1, 1, 3, 8), 1 / 8), logits=np.log(probs)[None])
+    found = [(d.query, d.label, d.name, round(d.score, 4)) for d in ins.detections()]
+    assert found == [(0, 0, "a", 0.75), (2, 1, "b", 0.72)]
+    assert [ins.class_name(k) for k in (0, 1, 2, -1)] == ["a", "b", "class 2", "class -1"]
+
+
+def test_head_and_query_selection_on_hand_made_maps():
+    """Four heads, each a different one-hot map; three queries."""
+    cross = np.zeros((1, 4, 3, 8))
+    for head in range(4):
+        cross[0, head, :, 2 * head] = 1.0  # head h looks at cell 2h: (0, 0), (1, 0), (2, 0), (3, 0)
+    ins = hand_inspection(GRID_4X2, cross=cross, boxes=np.full((1, 3, 4), 0.5))
+    assert ins.decoder_map(1, head=2).tolist() == [[0, 0], [0, 0], [1, 0], [0, 0]]
+    assert ins.decoder_map(1, head=np.int64(1)).tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
+    assert ins.decoder_map(1, head=-1).tolist() == ins.decoder_map(1, head=3).tolist() == [[0, 0]] * 3 + [[1, 0]]
+    assert ins.decoder_map(1, head=-4).tolist() == [[1, 0]] + [[0, 0]] * 3
+    assert ins.decoder_map(1, head="mean").tolist() == ins.decoder_map(1).tolist() == [[0.25, 0]] * 4
+    assert ins.decoder_map(1, head="max").tolist() == [[1, 0]] * 4
+    for bad in (4, -5, "min", 1.0):
+        with pytest.raises(ValueError, match=rf"^head={bad!r}: use None/'mean', 'max', or an index in 0..3$"):
+            ins.decoder_map(1, head=bad)
+    assert ins.decoder_map(-3, head=0).tolist() == ins.decoder_map(0, head=0).tolist()
+    for method in (ins.decoder_map, ins.attention_in_box):
+        for bad in (3, -4):
+            with pytest.raises(ValueError, match=rf"^query={bad} out of range 0..2$"):
+                method(bad)
+        method(-3)
+
+
 def test_decoder_map_heads(tiny_model, rgb_image):
     ins = detr_core.inspect_image(tiny_model, rgb_image)
     per_head = ins.decoder_cross_attention[-1, :, 3].reshape(-1, *ins.feature_size)
