@@ -2,6 +2,8 @@
 
 Non-square images throughout, in both orientations, so that a swapped height and width cannot pass.
 """
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -75,14 +77,80 @@ def test_image_to_tensor_resizes_to_the_rule(size, expected_shape):
         torch.testing.assert_close(x[c], torch.full(expected_shape[1:], (value - pre.mean[c]) / pre.std[c]))
 
 
+def test_image_to_tensor_resizes_bilinearly():
+    """Two pixels, black and white, doubled to four: bilinear weights 3/4 and 1/4 give 64 and 191 between."""
+    pre = PreprocessConfig(min_size=2, max_size=4, mean=(0, 0, 0), std=(1, 1, 1))
+    x = detr_core.image_to_tensor(Image.fromarray(np.array([[0, 255]], np.uint8)).convert("RGB"), pre)
+    assert x.shape == (3, 2, 4)
+    assert (x * 255).round().tolist() == [[[0, 64, 191, 255]] * 2] * 3
+
+
 def test_pad_batch_places_each_image_top_left_and_masks_the_rest():
-    a = torch.arange(18.0).view(3, 2, 3)  # [3, h=2, w=3]
+    a = torch.arange(24.0).view(3, 2, 4)  # [3, h=2, w=4]
     b = -torch.arange(9.0).view(3, 3, 1) - 1  # [3, h=3, w=1]
     values, mask = detr_core.pad_batch([a, b])
-    assert values.shape == (2, 3, 3, 3) and mask.shape == (2, 3, 3) and mask.dtype == torch.bool
-    assert torch.equal(values[0, :, :2, :3], a) and values[0, :, 2, :].abs().sum() == 0
+    assert values.shape == (2, 3, 3, 4) and mask.shape == (2, 3, 4) and mask.dtype == torch.bool
+    assert torch.equal(values[0, :, :2, :], a) and values[0, :, 2, :].abs().sum() == 0
     assert torch.equal(values[1, :, :, :1], b) and values[1, :, :, 1:].abs().sum() == 0
-    assert mask[0].tolist() == [[False, False, False], [False, False, False], [True, True, True]]
-    assert mask[1].tolist() == [[False, True, True]] * 3
-    with pytest.raises(ValueError, match="at least one"):
+    assert mask[0].tolist() == [[False] * 4, [False] * 4, [True] * 4]
+    assert mask[1].tolist() == [[False, True, True, True]] * 3
+    alone, alone_mask = detr_core.pad_batch([a])
+    assert torch.equal(alone[0], a) and not alone_mask.any()
+    with pytest.raises(ValueError, match="^pad_batch needs at least one image$"):
         detr_core.pad_batch([])
+
+
+@pytest.mark.parametrize("array,expected", [
+    (np.full((2, 3), 7, np.uint8), (7, 7, 7)),  # H x W grey
+    (np.full((2, 3, 1), 9, np.uint8), (9, 9, 9)),  # H x W x 1 grey
+    (np.full((2, 3, 3), (1, 2, 3), np.uint8), (1, 2, 3)),  # RGB as is
+    (np.full((2, 3, 4), (0, 0, 0, 0), np.uint8), (255, 255, 255)),  # fully transparent: white
+    (np.full((2, 3, 4), (200, 100, 0, 255), np.uint8), (200, 100, 0)),  # opaque: its colour
+])
+def test_arrays_become_rgb_images(array, expected):
+    image = detr_core.load_image(array)
+    assert image.mode == "RGB" and image.size == (3, 2) and image.getpixel((2, 1)) == expected
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.zeros((4, 4, 2), np.uint8), r"^image array must be HxW, HxWx3 or HxWx4, got shape \(4, 4, 2\)$"),
+    (np.zeros((4,), np.uint8), r"got shape \(4,\)$"),
+    (np.zeros((4, 4, 3), np.float32), r"^image array must be uint8 \(0..255\), got dtype float32$"),
+])
+def test_bad_arrays_are_named(array, message):
+    with pytest.raises(ValueError, match=message):
+        detr_core.load_image(array)
+
+
+def test_half_transparent_palette_and_grey_alpha_images_are_composited_on_white():
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0  # palette entry 0 is transparent
+    assert [detr_core.load_image(palette).getpixel((x, 0)) for x in (0, 1)] == [(255, 255, 255), (10, 20, 30)]
+    grey_alpha = Image.new("LA", (1, 1), (0, 0))  # black, fully transparent
+    assert detr_core.load_image(grey_alpha).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_files_that_would_be_too_large_to_open_are_refused(tmp_path, monkeypatch):
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL refuses more than twice this
+    with pytest.raises(ValueError, match=r"big.png' has too many pixels to open safely; use a smaller image$"):
+        detr_core.load_image(tmp_path / "big.png")
+
+
+def test_unreadable_sources_are_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"^could not read '.*notes.txt' as an image \(.*\); give a JPEG, PNG"):
+        detr_core.load_image(str(tmp_path / "notes.txt"))
+    with pytest.raises(ValueError, match=r"^could not read the uploaded bytes as an image"):
+        detr_core.load_image(b"not an image")
+    with pytest.raises(ValueError, match=r"^image file '.*missing.png' does not exist$"):
+        detr_core.load_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("size", [(0, 3), (3, 0)])
+def test_an_image_without_pixels_is_refused(size):
+    with pytest.raises(ValueError, match=re.escape(f"image has no pixels (size {size})")):
+        detr_core.load_image(Image.new("RGB", size))

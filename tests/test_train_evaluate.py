@@ -92,7 +92,8 @@ def test_coco_results_are_xywh_in_original_pixels(orig_size, expected):
 
 
 def test_coco_results_round_boxes_to_hundredths():
-    outputs = {"pred_logits": torch.tensor([[[2.0, 0.0, 0.0]]]), "pred_boxes": torch.tensor([[[0.3, 0.3, 0.1234, 0.1]]])}
+    outputs = {"pred_logits": torch.tensor([[[2.0, 0.0, 0.0]]]),
+               "pred_boxes": torch.tensor([[[0.3, 0.3, 0.1234, 0.1]]])}
     result, = coco_results(outputs, [{"image_id": 1, "orig_size": torch.tensor([64, 96])}], {0: 1})
     # x0 = (0.3 - 0.0617) * 96 = 22.8768, y0 = 0.25 * 64 = 16, w = 0.1234 * 96 = 11.8464, h = 6.4
     assert result["bbox"] == [22.88, 16.0, 11.85, 6.4]

@@ -112,6 +112,28 @@ def test_a_prefix_on_only_some_keys_is_not_stripped(tmp_path, tiny_model):
     assert "unexpected keys (1): module.class_embed.bias" in str(err.value)
 
 
+@pytest.mark.parametrize("changes", [
+    dict(backbone="resnet34", num_queries=7, num_classes=3),
+    dict(backbone_stages=3, frozen_bn=False, pre_norm=True, enc_layers=1, dec_layers=3, dim_feedforward=48),
+    dict(position_embedding="learned", hidden_dim=16, nheads=2),
+])
+def test_the_architecture_is_read_from_the_weights(changes):
+    """A bare state dict of a model built with these choices reads back as exactly these choices."""
+    config = detr_core.tiny_config(**changes)
+    state = detr_core.build_model(config).state_dict()
+    expected = {field: getattr(config, field) for field in (
+        "backbone", "backbone_stages", "frozen_bn", "hidden_dim", "enc_layers", "dec_layers", "dim_feedforward",
+        "num_queries", "num_classes", "pre_norm", "position_embedding")}
+    assert detr_core.infer_config(state) == expected
+
+
+def test_min_and_max_size_overrides_change_preprocessing_only(tmp_path, tiny_model):
+    detr_core.save_model(tiny_model, tmp_path / "m.pth")
+    model = detr_core.load_model(tmp_path / "m.pth", min_size=96, max_size=150)
+    assert (model.preprocess.min_size, model.preprocess.max_size) == (96, 150)
+    assert model.preprocess.mean == tiny_model.preprocess.mean and model.config == tiny_model.config
+
+
 def test_wrong_shape_names_key_and_shapes(tmp_path, tiny_model):
     state = tiny_model.state_dict()
     state["input_proj.weight"] = torch.zeros(32, 7, 1, 1)

@@ -46,8 +46,8 @@ BUGS = (
                "tests/test_weights.py"),
     PlantedBug("encoder view: the two directions swapped",
                "webapp/controls.py",
-               "if direction in (None, LOOKS_FROM):\n        return False\n    if direction == LOOKED_AT:\n        return True",
-               "if direction in (None, LOOKS_FROM):\n        return True\n    if direction == LOOKED_AT:\n        return False",
+               "        return False\n    if direction == LOOKED_AT:\n        return True",
+               "        return True\n    if direction == LOOKED_AT:\n        return False",
                "tests/test_app_handlers.py"),
 )
 
@@ -77,7 +77,8 @@ def main() -> int:
             plant(copy, bug)
             failed = failing_tests(copy, bug.tests)
             unnoticed += not failed
-            changed = [(a.strip(), b.strip()) for a, b in zip(bug.before.splitlines(), bug.after.splitlines()) if a != b]
+            changed = [(a.strip(), b.strip())
+                       for a, b in zip(bug.before.splitlines(), bug.after.splitlines()) if a != b]
             print(f"{bug.name}\n  {bug.file}: {changed[0][0]!r} -> {changed[0][1]!r}\n  "
                   + ("\n  ".join(f"FAILS {t}" for t in failed) or f"UNNOTICED by {bug.tests}"), flush=True)
     return 1 if unnoticed else 0
