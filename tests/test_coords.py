@@ -45,6 +45,16 @@ def test_pixel_to_cell(point, cell):
     assert LOPSIDED.pixel_to_cell(*point) == cell
 
 
+def test_the_last_pixel_is_in_the_last_cell_and_never_past_the_grid():
+    # 33 px at stride 16: three cells, the last holding one pixel (32); pixel 31 is in the middle cell
+    edge = CoordinateMap((33, 33), (33, 33), (3, 3), 16)
+    assert edge.pixel_to_cell(32, 32) == (2, 2) and edge.pixel_to_cell(31, 31) == (1, 1)
+    assert edge.pixel_to_cell(33.4, 33.4) == (2, 2)  # display-rounding slack: still the last cell
+    # a grid smaller than the input needs (2 x 2 cells for 70 x 33 px): clamped to its last cell
+    small = CoordinateMap((70, 33), (70, 33), (2, 2), 16)
+    assert small.pixel_to_cell(32, 69) == (1, 1)
+
+
 @pytest.mark.parametrize("point", [(-0.1, 5), (5, -0.1), (200.5, 5), (5, 100.5), (1000, 1000)])
 def test_points_outside_the_image_are_refused(point):
     with pytest.raises(ValueError, match="outside the 200x100 image"):

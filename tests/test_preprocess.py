@@ -2,6 +2,7 @@
 
 Non-square images throughout, in both orientations, so that a swapped height and width cannot pass.
 """
+import io
 import re
 
 import numpy as np
@@ -154,3 +155,26 @@ def test_unreadable_sources_are_named(tmp_path):
 def test_an_image_without_pixels_is_refused(size):
     with pytest.raises(ValueError, match=re.escape(f"image has no pixels (size {size})")):
         detr_core.load_image(Image.new("RGB", size))
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "I", "I;16", "F", "RGBA", "LA", "CMYK", "YCbCr"])
+def test_every_image_mode_becomes_rgb_of_the_same_size(mode):
+    image = Image.new("RGB", (5, 3), (200, 60, 20)).convert(mode if mode != "I;16" else "L")
+    image = Image.fromarray(np.full((3, 5), 300, np.uint16)) if mode == "I;16" else image
+    loaded = detr_core.load_image(image)
+    assert loaded.mode == "RGB" and loaded.size == (5, 3)
+
+
+def test_exif_orientation_is_applied():
+    """Stored 60 x 40 with a red left half and a blue right half; orientation 6 means "turn 90 degrees
+    clockwise to display": 40 x 60, red on top, blue below."""
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :30], pixels[:, 30:] = (255, 0, 0), (0, 0, 255)
+    image, buffer = Image.fromarray(pixels), io.BytesIO()
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    upright = detr_core.load_image(buffer.getvalue())
+    assert upright.size == (40, 60)
+    red, blue = np.asarray(upright.getpixel((20, 10))), np.asarray(upright.getpixel((20, 50)))
+    assert red[0] > 200 and red[2] < 50 and blue[2] > 200 and blue[0] < 50

@@ -2,6 +2,7 @@
 import argparse
 import hashlib
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def test_dilation_override_for_a_bare_state_dict(tmp_path):
 def test_round_trip_own_format(tmp_path, tiny_model, rgb_image):
     detr_core.save_model(tiny_model, tmp_path / "m.pth")
     raw = torch.load(tmp_path / "m.pth", weights_only=True)
-    assert raw["config"] == tiny_model.config.to_dict()
+    assert raw["config"] == tiny_model.config.to_dict() and raw["format"] == "detr-lens/1"
+    assert raw["preprocess"] == tiny_model.preprocess.to_dict() and raw["class_names"] == tiny_model.class_names
     loaded = detr_core.load_model(tmp_path / "m.pth")
     assert loaded.config == tiny_model.config and loaded.preprocess == tiny_model.preprocess
     assert loaded.class_names == tiny_model.class_names
@@ -273,3 +275,103 @@ def test_bundled_shapes_model_finds_the_shapes_of_a_bundled_example():
              for c in coco["categories"] if c["id"] == a["category_id"]}
     found = {d.name for d in detr_core.inspect_image(model, examples / "images" / first["file_name"]).detections(0.5)}
     assert truth <= found
+
+
+# --- the untrained fallback, limits of the error messages, reading and writing files -------------------
+
+def test_untrained_models_are_seeded_and_say_so():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    with pytest.warns(UserWarning, match="^using an UNTRAINED model: detections and attention are random$"):
+        tiny = detr_core.untrained_model(tiny=True)
+    assert torch.rand(1) == before  # the caller's random stream is left alone
+    assert tiny.config == detr_core.tiny_config() and not tiny.training
+    assert (tiny.preprocess.min_size, tiny.preprocess.max_size) == (128, 213)
+    with pytest.warns(UserWarning):
+        again, other = detr_core.untrained_model(tiny=True), detr_core.untrained_model(seed=1, tiny=True)
+    assert torch.equal(again.class_embed.weight, tiny.class_embed.weight)
+    assert not torch.equal(other.class_embed.weight, tiny.class_embed.weight)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        full = detr_core.load_model("untrained")
+    assert full.config == detr_core.DETRConfig(backbone="resnet18", hidden_dim=64, nheads=8, enc_layers=6,
+                                               dec_layers=6, dim_feedforward=256, dropout=0.0)
+    assert (full.preprocess.min_size, full.preprocess.max_size) == (512, 853) and not full.training
+    assert full.class_names == list(detr_core.COCO_CLASS_NAMES)
+
+
+def test_many_missing_keys_are_counted_and_the_first_ten_named(tmp_path, tiny_model):
+    state = tiny_model.state_dict()
+    gone = [k for k in state if k.startswith("transformer.encoder.layers.0.")][:12]
+    assert len(gone) == 12
+    for key in gone:
+        del state[key]
+    torch.save({**detr_core.model_checkpoint(tiny_model), "model": state}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(tmp_path / "bad.pth")
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"checkpoint {tmp_path / 'bad.pth'} does not fit {tiny_model.config}:"
+    assert lines[1] == "  missing keys (12): " + "; ".join(gone[:10]) + " (+2 more)"
+    assert len(lines) == 2
+
+
+def test_an_unknown_official_position_embedding_is_named(tmp_path):
+    tiny = detr_core.build_model(detr_core.tiny_config())
+    path = _official_training_file(tmp_path, tiny.state_dict(), nheads=4, position_embedding="v9")
+    with pytest.raises(ValueError, match="position_embedding='v9'"):
+        detr_core.load_model(path)
+
+
+def test_official_args_of_the_wrong_type_are_refused(tmp_path, tiny_model):
+    torch.save({"model": tiny_model.state_dict(), "args": {"nheads": 4}}, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match="^checkpoint 'args' is a dict, expected argparse.Namespace$"):
+        detr_core.load_model(tmp_path / "odd.pth")
+
+
+def test_a_bare_state_dict_without_dilation_warns_and_says_how(tmp_path, tiny_model):
+    torch.save(tiny_model.state_dict(), tmp_path / "bare.pth")
+    message = (f"{tmp_path / 'bare.pth'}: DC5 (dilation) cannot be seen in the weights alone; assuming "
+               "dilation=False. Pass dilation=True for a DC5 checkpoint.")
+    with pytest.warns(UserWarning) as caught:
+        detr_core.load_model(tmp_path / "bare.pth", nheads=4)
+    assert [str(w.message) for w in caught] == [message]
+
+
+def test_legacy_torch_files_load_and_folders_do_not(tmp_path, tiny_model):
+    torch.save(detr_core.model_checkpoint(tiny_model), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert detr_core.load_model(tmp_path / "legacy.pth").config == tiny_model.config
+    with pytest.raises(ValueError, match=r"^checkpoint '.*' does not exist \(or is not a file\)$"):
+        detr_core.read_checkpoint(tmp_path)
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "legacy.pth").read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"^could not read '.*truncated.pth' as a PyTorch checkpoint \(.*\); is it a"):
+        detr_core.read_checkpoint(tmp_path / "truncated.pth")
+
+
+def test_an_optimised_model_cannot_be_saved(tiny_model):
+    fast = detr_core.optimize_for_inference(tiny_model)
+    with pytest.raises(ValueError, match=r"^this model was rewritten by optimize_for_inference \(batch norms folded\) "
+                                         "and cannot be saved in the official layout; save the model you optimised "
+                                         "instead$"):
+        detr_core.model_checkpoint(fast)
+
+
+def test_saving_writes_a_temporary_beside_the_file_then_renames_it(tmp_path, monkeypatch):
+    """Beside it, so the rename stays on one file system and is atomic; missing folders are made."""
+    renames, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace",
+                        lambda src, dst: (renames.append((Path(src), Path(dst))), real_replace(src, dst)))
+    path = tmp_path / "a" / "b" / "m.pth"
+    detr_core.atomic_save({"w": torch.ones(2)}, path)
+    (tmp_file, target), = renames
+    assert target == path and tmp_file.parent == path.parent
+    assert tmp_file.name.startswith("m.pth.") and tmp_file.name.endswith(".tmp")
+    assert [p.name for p in path.parent.iterdir()] == ["m.pth"]
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "sub" / "m.pth"
+    detr_core.atomic_save({"w": torch.ones(2)}, path)
+    with pytest.raises(Exception):
+        detr_core.atomic_save({"w": lambda: 0}, path)  # a lambda cannot be pickled
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
+    assert [p.name for p in path.parent.iterdir()] == ["m.pth"]
