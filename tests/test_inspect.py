@@ -94,6 +94,7 @@ def test_attention_in_box_uses_each_layers_own_box_and_map():
     assert ins.attention_in_box(0, layer=0) == pytest.approx([1.0, 0.5])
     assert ins.attention_in_box(0, layer=1) == pytest.approx([1.0, 4 / 8])
     assert ins.attention_in_box(0) == pytest.approx([1.0, 4 / 8])  # the last layer by default
+    assert ins.attention_in_box(0).dtype == np.float32
     assert ins.attention_in_box(0, layer=-2, grow_cells=0) == pytest.approx([1.0, 0.5])
     with pytest.raises(ValueError, match="query=1"):
         ins.attention_in_box(1)
@@ -131,6 +132,30 @@ def test_detections_default_threshold_and_class_names():
     found = [(d.query, d.label, d.name, round(d.score, 4)) for d in ins.detections()]
     assert found == [(0, 0, "a", 0.75), (2, 1, "b", 0.72)]
     assert [ins.class_name(k) for k in (0, 1, 2, -1)] == ["a", "b", "class 2", "class -1"]
+
+
+def test_every_layer_scores_with_its_own_logits():
+    """Three decoder layers, one query; the best class moves from "a" to "b" to "c"."""
+    logits = np.log(np.array([[[0.8, 0.1, 0.05, 0.05]], [[0.1, 0.8, 0.05, 0.05]], [[0.05, 0.1, 0.8, 0.05]]]))
+    ins = hand_inspection(GRID_4X2, cross=np.full((3, 1, 1, 8), 1 / 8), logits=logits)
+    assert [ins.detections(0.5, layer=layer)[0].name for layer in (0, 1, 2, -1, -2, -3)] == list("abccba")
+
+
+def test_equal_scores_keep_query_order():
+    """120 queries, every other one more confident: equal scores are listed by query number, so the ranks
+    (and the colours the app gives them) do not shuffle from one call to the next."""
+    probs = np.tile([[0.6, 0.1, 0.3], [0.3, 0.1, 0.6]], (60, 1))  # queries 0, 2, 4, ... score 0.6
+    ins = hand_inspection(GRID_4X2, cross=np.full((1, 1, 120, 8), 1 / 8), logits=np.log(probs)[None])
+    assert [d.query for d in ins.detections(0.0)] == list(range(0, 120, 2)) + list(range(1, 120, 2))
+
+
+def test_huge_logits_give_probabilities_not_overflow():
+    """A diverged or over-confident model: logits of 1000 still give probabilities (softmax shifted by
+    each row's own maximum), for a row far below the others too."""
+    logits = np.array([[[1000.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    ins = hand_inspection(GRID_4X2, cross=np.full((1, 1, 2, 8), 1 / 8), logits=logits)
+    np.testing.assert_allclose(ins.probabilities, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-6)
+    assert [round(d.score, 4) for d in ins.detections(0.0, layer=0)] == [1.0, 0.3333]
 
 
 def test_head_and_query_selection_on_hand_made_maps():
