@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torch import nn
 from train_helpers import shapes_set
@@ -13,6 +14,7 @@ import detr_core
 from detr_core import PreprocessConfig
 from train.coco_file import DataSource
 from train.dataset import CocoDetection
+from train.distributed import DistInfo
 from train.evaluate import STAT_NAMES, EvalResult, coco_results, evaluate, main, parse_args, summarize
 from train.transforms import eval_transforms
 
@@ -108,6 +110,32 @@ def test_perfect_predictions_on_non_square_images_score_ap_one(tmp_path, batch_s
     result = evaluate(oracle, data, batch_size=batch_size)
     assert result.stats["AP"] == pytest.approx(1.0) and result.detections == 2 * 6
     assert oracle.batch_sizes == [batch_size] * (2 // batch_size)
+
+
+def test_each_process_predicts_only_its_share(val_set, monkeypatch):
+    """Rank 1 of 2 on 5 images: the sampler gives it images 1, 3 and (padding to equal shares) 0. Rank 0 runs
+    COCOeval and every process returns rank 0's result."""
+    class Counter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.images = 0
+
+        def forward(self, pixel_values, pixel_mask):
+            self.images += len(pixel_values)
+            batch = len(pixel_values)
+            return {"pred_logits": torch.zeros(batch, 3, 6), "pred_boxes": torch.full((batch, 3, 4), 0.5)}
+
+    def all_gather_object(out, obj):
+        out[:] = [{}, obj]
+
+    def broadcast_object_list(box, src):
+        box[0] = "rank 0's result"
+
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
+    counter = Counter()
+    assert evaluate(counter, val_set, batch_size=1, info=DistInfo(rank=1, world_size=2)) == "rank 0's result"
+    assert counter.images == 3
 
 
 def test_no_detections_give_zeros_and_say_so(val_set):
