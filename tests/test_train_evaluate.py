@@ -187,6 +187,7 @@ def test_tiny_model_on_tiny_set_and_cli_json(tmp_path, val_set, capsys):
                  "--json-out", str(json_out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{path} on {annotations} (5 images):\n")
+    assert printed.endswith("\n") and not printed.endswith("\n\n")  # the table, then nothing more
     assert "Average Precision  (AP) @[ IoU=0.50:0.95" in printed or "no detections" in printed
     stats = json.loads(json_out.read_text())
     assert list(stats) == list(STAT_NAMES) and all(-1 <= v <= 1 for v in stats.values())
