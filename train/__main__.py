@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also log the share of decoder attention inside the detected boxes on "
                         "--val-data each epoch (train/attention_metric.py)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop after this many minutes of training (evaluates and saves as usual)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu")
@@ -86,12 +88,14 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                          "with its own weights")
     if args.max_steps is not None and args.max_steps < 1:
         raise ValueError(f"--max-steps {args.max_steps}: must be at least 1")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ValueError(f"--max-minutes {args.max_minutes}: must be positive")
     val = DataSource.from_paths(args.val_data, args.val_images) if args.val_data else None
     return RunConfig(
         data=DataSource.from_paths(args.data, args.images), output=args.output,
         recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
         dropout=args.dropout,
-        max_steps=args.max_steps, val_attention=args.val_attention, seed=args.seed,
+        max_steps=args.max_steps, max_minutes=args.max_minutes, val_attention=args.val_attention, seed=args.seed,
         num_workers=args.workers,
         progress_bar=not args.no_progress)
 

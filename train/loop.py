@@ -56,6 +56,7 @@ class RunConfig:
     resume: Path | None = None
     dropout: float | None = None  # replaces an --init-from model's own rate (fresh runs: the recipe's)
     max_steps: int | None = None
+    max_minutes: float | None = None  # stop at the first step boundary after this much training time
     val_attention: bool = False  # also log the share of decoder attention inside the boxes
     seed: int = 42
     num_workers: int = 0
@@ -168,6 +169,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        self._started = time.monotonic()
         result = TrainResult(self.progress)
         while self.progress.epoch < self.recipe.epochs and not self._max_steps_reached():
             started = time.perf_counter()
@@ -183,7 +185,12 @@ class Trainer:
         return result
 
     def _max_steps_reached(self) -> bool:
-        return self.run.max_steps is not None and self.progress.step >= self.run.max_steps
+        """--max-steps or --max-minutes is used up (the time limit is for machines of unknown speed: the
+        log records the steps it reached, which --max-steps then reproduces)."""
+        if self.run.max_steps is not None and self.progress.step >= self.run.max_steps:
+            return True
+        return (self.run.max_minutes is not None
+                and time.monotonic() - self._started >= 60 * self.run.max_minutes)
 
     def train_epoch(self, epoch: int) -> tuple[dict, int]:
         """Train from the current position to the end of ``epoch`` (or --max-steps);
