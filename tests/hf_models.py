@@ -29,7 +29,7 @@ def random_value(name: str, shape: torch.Size, gen: torch.Generator) -> torch.Te
     if "embeddings" in name:  # query and learned position embeddings
         return noise
     fan_in = math.prod(shape[1:])
-    scale = 3.0 if name.endswith(("q_proj.weight", "k_proj.weight")) else 1.0  # peaked attention
+    scale = 2.0 if name.endswith(("q_proj.weight", "k_proj.weight", "in_proj_weight")) else 1.0  # peaked maps
     return noise * scale * math.sqrt(1.0 / fan_in)
 
 
