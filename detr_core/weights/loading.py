@@ -44,7 +44,7 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **
     hf = locate_hf(source)
     if hf is not None:
         state, config, preprocess, class_names, origin = read_hf_model(hf, overrides)
-        where = str(hf.weights)
+        where = f"{hf.weights} (architecture from {hf.config})"
     else:
         path, hints = _resolve(source)
         where = str(path)
@@ -187,7 +187,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
 
 
 def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str, limit: int = 10) -> None:
-    """ValueError naming every missing, unexpected or mis-shaped key (up to `limit` of each)."""
+    """ValueError (one line) naming every missing, unexpected or mis-shaped key (up to `limit` of each)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -195,9 +195,9 @@ def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where:
              for k in expected if k in state and state[k].shape != expected[k].shape]
     if not (missing or unexpected or wrong):
         return
-    parts = [f"checkpoint {where} does not fit {model.config}:"]
+    parts = []
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"  {title} ({len(items)}): " + "; ".join(items[:limit]) + more)
-    raise ValueError("\n".join(parts))
+            parts.append(f"{title} ({len(items)}): " + "; ".join(items[:limit]) + more)
+    raise ValueError(f"checkpoint {where} does not fit {model.config}: " + " | ".join(parts))
