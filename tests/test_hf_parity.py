@@ -141,6 +141,28 @@ def test_preprocessing_from_preprocessor_config(saved, tmp_path):
     assert detr_core.load_model(folder).preprocess == detr_core.PreprocessConfig()  # none: DETR's defaults
 
 
+@pytest.mark.parametrize("size", [{"shortest_edge": 320, "longest_edge": 480},
+                                  {"max_height": 480, "max_width": 480}])  # transformers' fine-tuning guide's
+def test_images_are_resized_as_transformers_resizes_them(saved, tmp_path, size):
+    """The model's input size is DetrImageProcessor's for its own preprocessor_config.json: equal for
+    shortest/longest edge; within a pixel for max_height/max_width, where transformers truncates (1333x777 into
+    480: it gives 479x279, float error in 1333 * 480 / 1333, and this project rounds to 480x280)."""
+    from PIL import Image
+    from transformers import DetrImageProcessor
+
+    _, folder = saved("timm-resnet18")
+    shutil.copytree(folder, tmp_path / "m")
+    processor = DetrImageProcessor(size=size, do_pad=False)
+    processor.save_pretrained(tmp_path / "m")
+    pre = detr_core.load_model(tmp_path / "m").preprocess
+    for w, h in ((640, 480), (300, 900), (1000, 1000), (200, 120), (1333, 777)):
+        image = Image.new("RGB", (w, h))
+        expected = processor(image, return_tensors="pt")["pixel_values"].shape[-2:]
+        got = detr_core.image_to_tensor(image, pre).shape[-2:]
+        slack = 0 if "shortest_edge" in size else 1
+        assert all(abs(a - b) <= slack for a, b in zip(got, expected)), (w, h, got, expected)
+
+
 def test_inspect_image_on_a_hugging_face_model(saved, rgb_image):
     """The views read an Inspection; a converted model yields one with its own class names."""
     model = detr_core.load_model(saved("fine-tuned-classes")[1], min_size=96, max_size=160)

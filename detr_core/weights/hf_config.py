@@ -201,7 +201,13 @@ def _sizes(pp: Mapping, defaults: PreprocessConfig, where: str) -> tuple[int, in
         return size, int(pp.get("max_size") or defaults.max_size)
     if isinstance(size, Mapping) and "shortest_edge" in size and "longest_edge" in size:
         return int(size["shortest_edge"]), int(size["longest_edge"])
-    raise ValueError(f"{where}: size={size!r}; DETR Lens resizes by shortest_edge and longest_edge")
+    if isinstance(size, Mapping) and size.get("max_height") is not None and \
+            size.get("max_height") == size.get("max_width"):
+        # transformers' fine-tuning guide: fit inside a square, i.e. the longer side to that size (transformers
+        # truncates where this project rounds: sizes can differ by a pixel)
+        return int(size["max_height"]), int(size["max_width"])
+    raise ValueError(f"{where}: size={size!r}; DETR Lens resizes by shortest_edge and longest_edge (or a square"
+                     " max_height = max_width)")
 
 
 def _triple(values, name: str, where: str) -> tuple[float, float, float]:
