@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import constants, errors, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants  # the rest of huggingface_hub (its HTTP stack, ~0.5 s) loads on first use
 
 from .hf_model import CONFIG, PREPROCESSOR, WEIGHT_FILES, HFFiles
 
@@ -58,6 +58,8 @@ def endpoint_url(endpoint: str | None = None) -> str:
 
 def cached_model(ref: HubRef, cache_dir: str | os.PathLike | None = None) -> HFFiles | None:
     """The model's files if the cache holds its config and weights (no network); else None."""
+    from huggingface_hub import try_to_load_from_cache
+
     cache = hub_cache_dir(cache_dir)
 
     def cached(name: str) -> Path | None:
@@ -77,6 +79,8 @@ def fetch_model(ref: HubRef, cache_dir: str | os.PathLike | None = None, endpoin
 
     RuntimeError when it is not cached and cannot be downloaded now (offline, Hub unreachable);
     ValueError when the Hub says the repo, revision or its config.json does not exist."""
+    from huggingface_hub import errors
+
     cache = hub_cache_dir(cache_dir)
     found = cached_model(ref, cache)
     if found is not None:
@@ -105,6 +109,8 @@ def fetch_model(ref: HubRef, cache_dir: str | os.PathLike | None = None, endpoin
 
 
 def _download(ref: HubRef, cache: Path, url: str) -> HFFiles:
+    from huggingface_hub import hf_hub_download
+
     def get(name: str) -> Path:
         return Path(hf_hub_download(ref.repo_id, name, revision=ref.revision, cache_dir=cache, endpoint=url))
 
@@ -117,6 +123,8 @@ def _download(ref: HubRef, cache: Path, url: str) -> HFFiles:
 
 
 def _optional(get, name: str) -> Path | None:
+    from huggingface_hub import errors
+
     try:
         return get(name)
     except errors.LocalEntryNotFoundError:
