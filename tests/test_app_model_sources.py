@@ -50,7 +50,7 @@ def test_policy_local_paths(roots, tmp_path):
     assert policy.check(f" {root / 'detr-hf'} ") == str(root / "detr-hf")
     for name in ("auto", "detr-r50", "shapes", "untrained", TINY):
         assert policy.check(name) == name
-    with pytest.raises(ValueError, match=f"outside the folders this app may read models from.*--data-root"):
+    with pytest.raises(ValueError, match="outside the folders this app may read models from.*--data-root"):
         policy.check(str(outside / "detr-hf"))
     (root / "link").symlink_to(outside / "detr-hf")  # inside by name, outside in fact
     with pytest.raises(ValueError, match="outside the folders"):
