@@ -193,3 +193,14 @@ def test_official_checkpoints_still_load_strict(tmp_path):
         loaded = detr_core.load_model(tmp_path / "detr.pth", backbone="resnet18", nheads=4)
     assert loaded.hf_origin is None
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_dilation_on_transformers_resnet_is_ignored_as_transformers_ignores_it(saved, tmp_path):
+    hf_model, folder = saved("transformers-resnet18")
+    shutil.copytree(folder, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "dilation": True}))
+    with pytest.warns(UserWarning, match="transformers' own ResNet has no dilation"):
+        model = detr_core.load_model(tmp_path / "m")
+    assert not model.config.dilation and model.config.stride == 32
+    assert_same_outputs(model, hf_model)

@@ -45,3 +45,12 @@ def test_export_follows_the_best_checkpoint_with_validation(tmp_path):
     exported = transformers.DetrForObjectDetection.from_pretrained(tmp_path / "hf-out",
                                                                   attn_implementation="eager").eval()
     assert_same_outputs(best, exported)
+
+
+def test_a_hugging_face_weights_file_holds_no_group_queries(tmp_path):
+    """--init-from FILE with --query-groups asks the file for Group DETR queries; a safetensors file has none."""
+    from train.checkpoints import group_queries_of
+
+    build("detr", backbone="resnet18").save_pretrained(tmp_path)
+    assert group_queries_of(str(tmp_path / "model.safetensors")) is None
+    assert group_queries_of(str(tmp_path)) is None

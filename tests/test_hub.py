@@ -9,6 +9,8 @@ import time
 import pytest
 import torch
 
+from huggingface_hub import constants
+
 import detr_core
 from detr_core.weights.hub import HubRef, fetch_model, parse_hub_ref
 from fake_hub import COMMIT, FakeHub, folder_files, write_cache
@@ -38,6 +40,7 @@ def hub_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as read when huggingface_hub was imported
     return cache
 
 

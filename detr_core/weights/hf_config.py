@@ -60,27 +60,35 @@ def read_config(cfg: Mapping, where: str) -> HFArchitecture:
     if architecture not in DETECTION_ARCHITECTURES:
         raise ValueError(f"{where}: architectures {architecture!r} has no detection head; DETR Lens opens"
                          f" {list(DETECTION_ARCHITECTURES)}")
-    value = {k: cfg.get(k, d) if cfg.get(k) is not None else d for k, d in _HF_DEFAULTS.items()}
+    value = _with_defaults(cfg, _HF_DEFAULTS)
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if value[a] != value[b]:
             raise ValueError(f"{where}: {a}={value[a]} and {b}={value[b]} differ; DETR Lens builds one size for both")
     _require(value, "activation_function", ("relu",), where)
     _require(value, "position_embedding_type", ("sine", "learned"), where)
     _require(value, "num_channels", (3,), where)
-    backbone = _backbone(cfg, value, where)
-    names = class_names(cfg, where)
+    backbone, names = _backbone(cfg, value, where), class_names(cfg, where)
+    config = _detr_config(value, backbone, len(names), MODEL_TYPES[model_type], where)
+    return HFArchitecture(config, tuple(names), architecture, backbone.layout)
+
+
+def _with_defaults(cfg: Mapping, defaults: Mapping) -> dict:
+    """transformers' value of each field: the config's, or the default where it is missing or null."""
+    return {k: cfg[k] if cfg.get(k) is not None else d for k, d in defaults.items()}
+
+
+def _detr_config(value: Mapping, backbone: _Backbone, num_classes: int, pre_norm: bool, where: str) -> DETRConfig:
     try:
-        config = DETRConfig(
+        return DETRConfig(
             backbone=backbone.name, dilation=backbone.dilation, backbone_stages=backbone.stages, frozen_bn=True,
             hidden_dim=value["d_model"], nheads=value["encoder_attention_heads"],
             enc_layers=value["encoder_layers"], dec_layers=value["decoder_layers"],
             dim_feedforward=value["encoder_ffn_dim"], dropout=float(value["dropout"]),
-            num_queries=value["num_queries"], num_classes=len(names), pre_norm=MODEL_TYPES[model_type],
+            num_queries=value["num_queries"], num_classes=num_classes, pre_norm=pre_norm,
             position_embedding=value["position_embedding_type"], decoder_renorm=bool(value["auxiliary_loss"]),
         )
     except (ValueError, TypeError) as err:
         raise ValueError(f"{where}: {err}") from None
-    return HFArchitecture(config, tuple(names), architecture, backbone.layout)
 
 
 def _require(value: Mapping, key: str, allowed: tuple, where: str) -> None:
@@ -128,7 +136,7 @@ def _timm(name, out_indices, output_stride, in_chans, prefix: str, where: str) -
 
 
 def _transformers_resnet(sub: Mapping, dilation: bool, where: str) -> _Backbone:
-    value = {k: sub.get(k, d) if sub.get(k) is not None else d for k, d in _RESNET_DEFAULTS.items()}
+    value = _with_defaults(sub, _RESNET_DEFAULTS)
     key = (value["layer_type"], tuple(value["depths"]))
     if key not in _HF_RESNETS:
         raise ValueError(f"{where}: backbone_config layer_type={key[0]!r}, depths={list(key[1])} is not"
