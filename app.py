@@ -21,9 +21,13 @@ import viz  # noqa: E402
 from webapp import decoder_tab, detections_tab, encoder_tab  # noqa: E402
 from webapp import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline,  # noqa: E402
                     teach_queries, teach_slots)
-from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler  # noqa: E402
+from webapp.analysis import readable_upload, status_handler  # noqa: E402
 from webapp.context import AppContext, Step  # noqa: E402
-from webapp.models import MENU, ModelCache  # noqa: E402
+from webapp.model_sources import (FREE_TEXT_HINT, HUB_FLAG, SourcePolicy, menu_choices,  # noqa: E402
+                                  revert_handler, served_beyond_loopback)
+from webapp.model_sources import analyze_handler as checked_analyze_handler  # noqa: E402
+from webapp.model_sources import switch_handler as checked_switch_handler  # noqa: E402
+from webapp.models import ModelCache  # noqa: E402
 from webapp.session import MAX_SIDE  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -69,10 +73,13 @@ def _examples() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = ()) -> gr.Blocks:
-    """The page. `data_roots`: folders, besides examples/ and the working folder, whose data sets it may open."""
+def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = (),
+               hub_downloads: bool = True) -> gr.Blocks:
+    """The page. `data_roots`: folders, besides examples/ and the working folder, whose data sets and models it
+    may open. `hub_downloads`: whether the page may fetch Hub models that are not in the cache yet."""
     roots = (EXAMPLES_DIR, Path.cwd(), *data_roots)
-    menu = list(MENU) if model_name in MENU else [*MENU, model_name]
+    policy = SourcePolicy(roots, hub_downloads, frozenset({model_name}))
+    menu = menu_choices(model_name)
     with gr.Blocks(title="DETR Lens", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown("Loading the model...", elem_id="model-status")
@@ -82,7 +89,8 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
                 image = readable_upload(gr.Image(
                     type="filepath", image_mode=None, sources=["upload", "clipboard"], format="jpeg",
                     label="Image: upload, then click on it to see encoder attention", elem_id="input-image"))
-                model = gr.Dropdown(menu, value=model_name, label="Model", elem_id="model")
+                model = gr.Dropdown(menu, value=model_name, label="Model", elem_id="model", allow_custom_value=True,
+                                    info=f"Pick one, {FREE_TEXT_HINT}")
                 threshold = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="Confidence threshold",
                                       elem_id="threshold")
                 with gr.Accordion("Heatmap display", open=False):
@@ -95,14 +103,16 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
                     for tab in TABS:
                         tab.build(ctx)
 
-        analyze = analyze_handler(models)
+        analyze = checked_analyze_handler(models, policy)
         analysis_out = [session, image, status]
         _chain(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
                             concurrency_limit=1, concurrency_id=FORWARD), ctx)
         _chain(examples.load_input_event.then(analyze, [image, model], analysis_out, api_name="analyze_example",
                                               concurrency_limit=1, concurrency_id=FORWARD), ctx)
-        _chain(model.input(switch_handler(models), [model, session], [session, status], api_name="set_model",
-                           concurrency_limit=1, concurrency_id=FORWARD), ctx)
+        switched = model.input(checked_switch_handler(models, policy), [model, session], [session, status],
+                               api_name="set_model", concurrency_limit=1, concurrency_id=FORWARD)
+        switched.failure(revert_handler(model_name), session, model, api_visibility="undocumented")
+        _chain(switched, ctx)
         cleared = image.clear(lambda: None, None, session, api_name="clear")
         for step in ctx.after_analysis:  # no stale heatmaps of an image that is gone
             cleared.then(_clear_views(step), None, step.outputs, api_visibility="undocumented")
@@ -115,8 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--model", default=os.environ.get("DETR_LENS_MODEL", "auto"),
-                        help="auto (default), a model-zoo name, shapes, untrained, tiny (tests) or a checkpoint"
-                             " path; env DETR_LENS_MODEL sets the default")
+                        help="auto (default), a model-zoo name, shapes, untrained, tiny (tests), a checkpoint"
+                             " path, a Hugging Face model folder or Hub id (owner/name[@revision]);"
+                             " env DETR_LENS_MODEL sets the default")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument("--no-optimize", action="store_true",
                         help="serve the plain eager model instead of the optimised copy (for comparisons)")
@@ -126,8 +137,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true",
                         help="keep the optimised model eager: skip compiling its backbone in the background")
     parser.add_argument("--data-root", action="append", type=Path, default=[],
-                        help="a folder whose COCO-format sets the teaching views may open (repeatable); examples/ "
-                             "and the folder the app starts in are always allowed")
+                        help="a folder whose COCO-format sets and model files the page may open (repeatable);"
+                             " examples/ and the folder the app starts in are always allowed")
+    parser.add_argument(HUB_FLAG, action="store_true",
+                        help="let the page fetch Hugging Face Hub models that are not cached yet even when it is"
+                             " served beyond loopback (--host other than 127.0.0.1, or --share)")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     return parser.parse_args(argv)
@@ -145,7 +159,8 @@ def main(argv=None) -> None:
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
-    demo = build_demo(models, args.model, tuple(args.data_root))
+    hub_downloads = args.allow_hub_download or not served_beyond_loopback(args.host, args.share)
+    demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads)
     demo.queue(default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
         footer_links=["api"])

@@ -128,7 +128,7 @@ def test_non_tensor_values_and_non_checkpoints(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="does not look like a DETR"):
         detr_core.load_model(tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="neither a file nor one of"):
+    with pytest.raises(ValueError, match="neither a file, a Hugging Face folder or Hub id .*nor one of"):
         detr_core.load_model("detr-r18-does-not-exist")
 
 

@@ -99,6 +99,10 @@ def describe(loaded: LoadedModel) -> str:
              f" {config.num_queries} queries")
     untrained = loaded.source in ("untrained", TINY) and "UNTRAINED" not in loaded.reason
     warning = " **Untrained: detections and attention are random.**" if untrained else ""
+    origin = getattr(loaded.model, "hf_origin", None)
+    if origin is not None and origin.mask_head_omitted:
+        warning += (f" **Panoptic checkpoint ({origin.architecture}):** the lens shows its detection part; the"
+                    " mask head is not shown.")
     if getattr(loaded.model, "approximate", False):
         warning += (" **Approximate mode:** the backbone runs in bfloat16, so scores, boxes and attention differ"
                     " slightly (about 1%) from the official float32 model.")
