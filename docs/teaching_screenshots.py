@@ -1,6 +1,6 @@
 """The README's screenshots (the app's decoder tab and every teaching tab): the real app in headless chromium.
 
-    python docs/teaching_screenshots.py [--model untrained] [--image examples/shapes.jpg] [--threshold 0.7]
+    python docs/teaching_screenshots.py [--model untrained] [--image webapp/examples/shapes.jpg] [--threshold 0.7]
 
 Starts `python app.py` on a free loopback port, uploads the image, opens each teaching tab, presses its button
 when it has one, and saves the visible tab as docs/teaching-<tab>.png (downscaled and quantised, < 200 KB); the
@@ -111,7 +111,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="untrained")
-    parser.add_argument("--image", type=Path, default=REPO / "examples" / "shapes.jpg")
+    parser.add_argument("--image", type=Path, default=REPO / "webapp" / "examples" / "shapes.jpg")
     parser.add_argument("--threshold", type=float, default=0.7)
     args = parser.parse_args()
     port = _free_port()

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from detr_core import Inspection
 
 from .decoder import query_cards
-from .figures import PANEL_INCHES, decoder_figure
+from .print_figures import PANEL_INCHES, decoder_figure
 from .heatmap import normalise, upsample
 
 FIGURES = ("encoder", "decoder", "both")

@@ -5,6 +5,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -16,6 +17,16 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
 MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", "untrained")
+NAMES = (*MENU, TINY)  # every name the app accepts; anything else must be a checkpoint path
+
+
+def check_source(name: str) -> str:
+    """`name` if the app can try to load it (a name in NAMES or an existing path); else ValueError naming the
+    valid names, so that a typo is refused when the app starts rather than on the page."""
+    if name in NAMES or Path(name).expanduser().exists():
+        return name
+    raise ValueError(f"--model {name}: not a model name and no such file. Choose one of {', '.join(NAMES)}, "
+                     "or give the path of a checkpoint file")
 
 
 @dataclass(frozen=True)

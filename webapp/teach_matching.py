@@ -15,13 +15,13 @@ from detr_core.teaching.ground_truth import CocoSet
 from detr_core.objective.matcher import MatchWeights
 from detr_core.teaching.matching_explorer import explain_matching
 
+from .bundled import SHAPES_VAL
 from .context import AppContext
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
 
-SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
 EXPLANATION = ("Training pairs each ground-truth object with exactly one query: the pairing with the smallest total "
                "cost (class + L1 + GIoU, weighted) over all one-to-one assignments, found by the Hungarian algorithm. "
                "Matched queries learn their object's class and box; every other query learns \"no object\". "
@@ -84,7 +84,7 @@ def match_handler(models: ModelCache, roots: tuple[Path, ...]):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Hungarian matching", id="teach-matching"):
+    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             data = gr.Textbox(str(SHAPES_VAL), label="COCO-format set (folder or annotations .json)",
