@@ -99,12 +99,14 @@ def build(ctx: AppContext) -> None:
         losses = gr.Markdown(elem_id="matching-losses")
         pairs = gr.Image(label="Ground truth (white), matched queries (colour), unmatched (grey)", interactive=False,
                          format="png", elem_id="matching-pairs")
-        costs = gr.Image(label="Costs: targets x queries, optimal assignment circled", interactive=False,
-                         format="png", elem_id="matching-costs")
+        # the caption above the plot, not as the image's label badge, which covered the first plot's title
+        gr.Markdown("**Costs**: targets x queries, the optimal assignment circled")
+        costs = gr.Image(label="Costs: targets x queries, optimal assignment circled", show_label=False,
+                         interactive=False, format="png", elem_id="matching-costs")
         table = gr.Dataframe(headers=viz.matching.MATCH_HEADERS, label="Every query's training target",
                              interactive=False, elem_id="matching-table")
         cache = gr.State(None)
     data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
-    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit], match_handler(models, ctx.data_roots),
-          [ctx.session, data, name, w_class, w_bbox, w_giou, cache], [cache, pairs, costs, table, losses],
-          api_name="teach_matching", concurrency_limit=1, concurrency_id="forward")
+    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit],
+          match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou, cache],
+          [cache, pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1, concurrency_id="forward")
