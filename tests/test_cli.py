@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -127,3 +128,30 @@ def test_the_package_ships_every_bundled_file():
         assert files
         missing = [f for f in files if not any(_glob_matches(f, pattern) for pattern in config[package])]
         assert missing == [], f"{package}: not in [tool.setuptools.package-data]: {missing}"
+
+
+def test_an_installed_copy_finds_its_model_and_examples_from_any_folder(tmp_path):
+    """A non-editable install (pip, from a copy of the working tree: no network, the dependencies are this
+    environment's) works from another folder: the packages are found there, with the bundled model and examples,
+    and the console scripts call the command lines."""
+    pytest.importorskip("setuptools", minversion="70.1")  # builds wheels without the `wheel` package
+    source, target, elsewhere = tmp_path / "source", tmp_path / "site", tmp_path / "elsewhere"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "test-artifacts", "__pycache__", "build", "*.egg-info", "runs", "data", ".pytest_cache"))
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    # from another folder, without importing torch (slow): where the packages and their files are found
+    code = ("import importlib.util, pathlib, webapp.bundled as b\n"
+            "core = pathlib.Path(importlib.util.find_spec('detr_core').origin).parent\n"
+            "print(core, (core / 'assets' / 'shapes.pth').is_file(), b.SHAPES_VAL.is_dir(),"
+            " [p.name for p in b.example_images()])")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env={**ENV, "PYTHONPATH": str(target)},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"{target / 'detr_core'} True True ['grace_hopper.jpg', 'shapes.jpg', "
+                                   "'shapes_wide.jpg']"), shown.stdout
+    for script, entry in (("detr-lens", "webapp.cli"), ("detr-lens-figures", "viz.slides")):
+        assert f"from {entry} import main" in (target / "bin" / script).read_text()
