@@ -94,7 +94,8 @@ def interactions(s: Session) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "webapp" / "examples" / "grace_hopper.jpg"))
+    parser.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "webapp" / "examples"
+                                               / "grace_hopper.jpg"))
     args = parser.parse_args(argv)
     session = _r50_session(args.image)
     print(f"\n{'interaction':46s} {'handler ms':>10s} {'+encode ms':>10s}")

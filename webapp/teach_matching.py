@@ -109,4 +109,5 @@ def build(ctx: AppContext) -> None:
     data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
     gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit],
           match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou, cache],
-          [cache, pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1, concurrency_id="forward")
+          [cache, pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1,
+          concurrency_id="forward")
