@@ -23,7 +23,7 @@ from PIL import Image
 
 import detr_core
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "webapp" / "examples"
 
 
 def _r50():
@@ -33,7 +33,7 @@ def _r50():
 
 def _shapes():
     model = detr_core.load_model("shapes")
-    return model, Image.open("examples/shapes.jpg")
+    return model, Image.open(EXAMPLES / "shapes.jpg")
 
 
 MODELS = {"r50": _r50, "shapes": _shapes}

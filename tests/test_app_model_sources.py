@@ -7,10 +7,11 @@ import socket
 
 import pytest
 
-import app
 from fake_hub import folder_files, write_cache
 from hf_models import build
-from webapp.model_sources import HUB_FLAG, SourcePolicy, menu_choices, revert_handler, served_beyond_loopback
+from webapp import cli, page
+from webapp.bundled import EXAMPLES_DIR
+from webapp.model_sources import HUB_FLAG, SourcePolicy, menu_choices, served_beyond_loopback, switch_handler
 from webapp.models import TINY, ModelCache
 
 pytest.importorskip("transformers")
@@ -77,7 +78,7 @@ def test_menu_lists_official_names_and_hugging_face_ids():
 
 
 def test_app_flag_parses():
-    assert app.parse_args([HUB_FLAG]).allow_hub_download and not app.parse_args([]).allow_hub_download
+    assert cli.parse_args([HUB_FLAG]).allow_hub_download and not cli.parse_args([]).allow_hub_download
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def client(roots):
     """The page as served beyond loopback without the flag (hub_downloads=False), listening on 127.0.0.1."""
     models = ModelCache(optimize=False)
     models.get(TINY)
-    demo = app.build_demo(models, TINY, data_roots=(roots[0],), hub_downloads=False)
+    demo = page.build_demo(models, TINY, data_roots=(roots[0],), hub_downloads=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -96,21 +97,34 @@ def client(roots):
         demo.close()
 
 
+def _run(api, *args, api_name):
+    """(outputs, toast messages) of one call: a refusal is a toast and the page stays as it was."""
+    job = api.submit(*args, api_name=api_name)
+    outputs = job.result()
+    logs, updates = [], job.communicator.updates
+    while not updates.empty():
+        update = updates.get_nowait()
+        if getattr(update, "log", None):
+            logs.append(update.log[0])
+    return outputs, " ".join(logs)
+
+
 def test_api_refuses_a_path_outside_the_allowed_folders(client, roots):
     api, models = client
-    with pytest.raises(gradio_client.exceptions.AppError, match="--data-root"):
-        api.predict(str(roots[1] / "detr-hf"), api_name="/set_model")
-    with pytest.raises(gradio_client.exceptions.AppError, match="--data-root"):
-        api.predict(gradio_client.handle_file(str(app.EXAMPLES_DIR / "grace_hopper.jpg")),
-                    str(roots[1] / "detr-hf"), api_name="/analyze")
+    outputs, told = _run(api, str(roots[1] / "detr-hf"), api_name="/set_model")
+    assert "--data-root" in told and "outside the folders" in told
+    assert TINY in str(outputs)  # the menu is put back on the model in use
+    outputs, told = _run(api, gradio_client.handle_file(str(EXAMPLES_DIR / "grace_hopper.jpg")),
+                         str(roots[1] / "detr-hf"), api_name="/analyze")
+    assert "--data-root" in told
     assert str(roots[1] / "detr-hf") not in models._loaded  # nothing was loaded
 
 
 def test_api_refuses_a_hub_download_and_names_the_flag(client, empty_hub_cache):
     api, models = client
-    with pytest.raises(gradio_client.exceptions.AppError, match=HUB_FLAG):
-        api.predict("facebook/detr-resnet-50", api_name="/set_model")
-    assert TINY in models._loaded  # the model in use stays loaded
+    outputs, told = _run(api, "facebook/detr-resnet-50", api_name="/set_model")
+    assert HUB_FLAG in told and "facebook/detr-resnet-50" in told
+    assert TINY in models._loaded and "facebook/detr-resnet-50" not in models._loaded
 
 
 def test_api_opens_hugging_face_folders_and_says_when_the_mask_head_is_not_shown(client, roots):
@@ -119,14 +133,14 @@ def test_api_opens_hugging_face_folders_and_says_when_the_mask_head_is_not_shown
     assert "detr-hf" in str(status) and "mask head" not in str(status)
     status = api.predict(str(roots[0] / "panoptic-hf"), api_name="/set_model")
     assert "DetrForSegmentation" in str(status) and "mask head is not shown" in str(status)
-    result = api.predict(gradio_client.handle_file(str(app.EXAMPLES_DIR / "grace_hopper.jpg")),
+    result = api.predict(gradio_client.handle_file(str(EXAMPLES_DIR / "grace_hopper.jpg")),
                          str(roots[0] / "detr-hf"), api_name="/analyze")
     assert "detr-hf" in str(result[-1])
 
 
-def test_a_failed_switch_puts_the_menu_back_on_the_model_in_use():
-    class Session:
-        model_source = "shapes"
-
-    assert revert_handler("auto")(Session()) == "shapes"
-    assert revert_handler("auto")(None) == "auto"
+def test_a_refused_switch_puts_the_menu_back_on_the_model_in_use(roots, monkeypatch):
+    told = []
+    monkeypatch.setattr("webapp.analysis.tell", lambda title, message: told.append(message))
+    switch = switch_handler(ModelCache(optimize=False), SourcePolicy((roots[0],), hub_downloads=False))
+    session, status, menu, in_use = switch(str(roots[1] / "detr-hf"), "shapes", None)
+    assert menu == "shapes" and "outside the folders" in told[0]

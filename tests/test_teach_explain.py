@@ -167,5 +167,8 @@ def test_compare_lists_every_query_with_the_changed_ones_first(model, image, ins
     after = inspect_ablated(model, image, HeadAblation(1, (0, 1, 2, 3)))
     changes = compare(ins, after, threshold=0.0)
     assert sorted(c.query for c in changes) == list(range(ins.num_queries))
-    deltas = [abs(c.score_change) for c in changes]
-    assert deltas == sorted(deltas, reverse=True)
+    flags = [c.changed for c in changes]
+    assert flags == sorted(flags, reverse=True)  # answers that changed come first
+    for group in (True, False):  # and within each group the largest score change first (threshold 0: all detected)
+        deltas = [abs(c.score_change) for c in changes if c.changed == group]
+        assert deltas == sorted(deltas, reverse=True)

@@ -220,7 +220,7 @@ def test_bundled_shapes_model_finds_the_shapes_of_a_bundled_example():
     model = detr_core.load_model("shapes")
     assert model.class_names == ["circle", "square", "triangle", "star", "cross"]
     assert model.preprocess.min_size == 256 and not model.training
-    examples = Path(__file__).resolve().parents[1] / "examples" / "shapes_val"
+    examples = Path(__file__).resolve().parents[1] / "webapp" / "examples" / "shapes_val"
     coco = json.loads((examples / "annotations.json").read_text())
     first = coco["images"][0]
     truth = {c["name"] for a in coco["annotations"] if a["image_id"] == first["id"]

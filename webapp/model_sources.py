@@ -12,15 +12,13 @@ from pathlib import Path
 
 import gradio as gr
 
-import detr_core
 from detr_core.weights.hub import HUB_MODELS, cached_model, parse_hub_ref
 
 from . import analysis
-from .models import AUTO, MENU, TINY, ModelCache
+from .models import MENU, NAMES, ModelCache
 
 HUB_FLAG = "--allow-hub-download"
 ROOT_FLAG = "--data-root"
-NAMES = frozenset({AUTO, TINY, "untrained", "shapes", *detr_core.MODEL_ZOO})
 FREE_TEXT_HINT = "or type a Hugging Face Hub id (owner/name, owner/name@revision) or a model folder or file"
 
 
@@ -71,11 +69,14 @@ def menu_choices(default_model: str) -> list[str]:
     return choices if default_model in choices else [*choices, default_model]
 
 
-def _checked(policy: SourcePolicy, name: str | None) -> str:
+def _refused(policy: SourcePolicy, name: str | None) -> bool:
+    """True (and the person told why, in one toast) if the page may not open ``name``."""
     try:
-        return policy.check(name)
+        policy.check(name)
     except ValueError as err:
-        raise gr.Error(f"Cannot open the model {name!r}: {err}") from None
+        analysis.tell(analysis.LOAD_FAILED, f"Cannot open the model {name!r}: {err}")
+        return True
+    return False
 
 
 def analyze_handler(models: ModelCache, policy: SourcePolicy):
@@ -83,26 +84,23 @@ def analyze_handler(models: ModelCache, policy: SourcePolicy):
     inner = analysis.analyze_handler(models)
 
     def analyze_image(path, model_name: str, progress=gr.Progress(track_tqdm=True)):
-        name = _checked(policy, model_name)
-        progress(0, desc=f"Loading {name}")
-        return inner(path, name)
+        if _refused(policy, model_name):
+            return None, None, gr.skip()
+        progress(0, desc=f"Loading {model_name.strip()}")
+        return inner(path, model_name.strip())
     return analyze_image
 
 
 def switch_handler(models: ModelCache, policy: SourcePolicy):
-    """analysis.switch_handler, after the policy check; download and load progress shows on the page."""
+    """analysis.switch_handler, after the policy check: a refused source puts the menu back on the model in
+    use, as a failed load does. Download and load progress shows on the page."""
     inner = analysis.switch_handler(models)
 
-    def switch_model(model_name: str, session, progress=gr.Progress(track_tqdm=True)):
-        name = _checked(policy, model_name)
-        progress(0, desc=f"Loading {name}")
-        return inner(name, session)
+    def switch_model(model_name: str, current: str, session, progress=gr.Progress(track_tqdm=True)):
+        if model_name == current:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if _refused(policy, model_name):
+            return gr.skip(), gr.skip(), current, gr.skip()
+        progress(0, desc=f"Loading {model_name.strip()}")
+        return inner(model_name.strip(), current, session)
     return switch_model
-
-
-def revert_handler(default_model: str):
-    """After a failed switch the menu goes back to the model still in use: the current image's, else the
-    default (the model cache kept every model it had; nothing was replaced)."""
-    def revert(session):
-        return session.model_source if session is not None else default_model
-    return revert

@@ -5,10 +5,12 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 import detr_core
+from detr_core.weights.hub import parse_hub_ref
 from detr_core.weights.auto import AutoChoice, choose_model
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,17 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
 MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", "untrained")
+NAMES = (*MENU, TINY)  # every name the app accepts; anything else must be a checkpoint path
+
+
+def check_source(name: str) -> str:
+    """`name` if the app can try to load it (a name in NAMES, an existing path or a Hub id); else ValueError
+    naming the valid names, so that a typo is refused when the app starts rather than on the page."""
+    if name in NAMES or Path(name).expanduser().exists() or parse_hub_ref(name) is not None:
+        return name
+    raise ValueError(f"--model {name}: not a model name, no such file, and not a Hugging Face Hub id"
+                     f" (owner/name). Choose one of {', '.join(NAMES)}, or give the path of a checkpoint file"
+                     " or model folder")
 
 
 @dataclass(frozen=True)

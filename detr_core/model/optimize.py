@@ -20,6 +20,7 @@ its state dict no longer has the official layout, and save_model refuses it.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 import torch
@@ -29,6 +30,24 @@ from torchvision.ops import FrozenBatchNorm2d
 from .detr import DETR
 
 _NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d)
+_CUDA_HOME_NOTICE = "No CUDA runtime is found"
+
+
+class _NoCudaHomeNotice(logging.Filter):
+    """Drops the one line torch.utils.cpp_extension logs when it is first imported on a machine with a CUDA
+    toolkit (nvcc on the PATH) but no GPU: "No CUDA runtime is found, using CUDA_HOME=...". torch.compile
+    imports that module; this file compiles for the CPU only, where CUDA_HOME is never used, so the line
+    only tells the user about a problem they do not have."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_CUDA_HOME_NOTICE)
+
+
+def _quiet_cuda_home_notice() -> None:
+    """Install the filter once, and only where there is no GPU (with one the notice is never logged)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not torch.cuda.is_available() and not any(isinstance(f, _NoCudaHomeNotice) for f in logger.filters):
+        logger.addFilter(_NoCudaHomeNotice())
 
 
 def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
@@ -83,6 +102,7 @@ class _ChannelsLast(nn.Module):
     def compile_now(self, example: torch.Tensor) -> float:
         """Compile for inference and run `example` [1, 3, H, W] once through it; -> seconds it took."""
         start = time.perf_counter()
+        _quiet_cuda_home_notice()  # before torch.compile first imports torch.utils.cpp_extension
         compiled = torch.compile(self.body, dynamic=True, options={"freezing": True})
         with torch.inference_mode():
             compiled(example.to(self.dtype).contiguous(memory_format=torch.channels_last))
