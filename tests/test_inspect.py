@@ -72,13 +72,14 @@ def test_encoder_map_coordinate_mapping(tiny_model, rgb_image):
         ins.encoder_map(500, 10)
 
 
-def test_a_model_in_training_mode_is_inspected_as_at_inference(rgb_image):
+@pytest.mark.parametrize("fast", [True, False])  # through the inference twin, and the model itself
+def test_a_model_in_training_mode_is_inspected_as_at_inference(rgb_image, fast):
     torch.manual_seed(0)
     model = detr_core.build_model(detr_core.tiny_config(dropout=0.5), detr_core.PreprocessConfig(128, 213))
-    expected = detr_core.inspect_image(model.eval(), rgb_image)
+    expected = detr_core.inspect_image(model.eval(), rgb_image, fast=fast)
     model.train()
     for _ in range(2):  # with dropout active the maps would change from call to call
-        got = detr_core.inspect_image(model, rgb_image)
+        got = detr_core.inspect_image(model, rgb_image, fast=fast)
         np.testing.assert_array_equal(got.decoder_cross_attention, expected.decoder_cross_attention)
         np.testing.assert_array_equal(got.layer_logits, expected.layer_logits)
     assert model.training  # the caller's mode is handed back
