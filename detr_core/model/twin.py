@@ -14,10 +14,11 @@ it goes with the model) and built again as soon as the model's tensors change, w
   torch.no_grad(), batch-norm running statistics updated by a forward pass in training mode;
 - its identity and storage: parameters or modules replaced, the model moved or cast.
 Writes through `tensor.data` bypass the version counter (as they bypass autograd): after one, call
-`forget_inference_twin(model)`. Compiling the twin's backbone (torch.compile, 5-13 s for R50, then ~20% faster)
-is opt-in: `inference_twin(model, compile_backbone=True)` compiles the cached twin once (a model whose weights
-change later gets a new, eager twin). Library calls do not compile by default: one figure or one evaluation pass
-would pay seconds of compiling for a fraction of a second saved per image.
+`forget_inference_twin(model)`. Compiling the twin's backbone (torch.compile: 5-13 s for R50 on a quiet machine,
+then 0.80 instead of 0.89 of the plain forward in benchmarks/inference.py) is opt-in:
+`inference_twin(model, compile_backbone=True)` compiles the cached twin once (a model whose weights change later
+gets a new, eager twin). Library calls do not compile by default: one figure or one evaluation pass would pay
+seconds of compiling for a fraction of a second saved per image.
 """
 from __future__ import annotations
 
