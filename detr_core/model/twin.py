@@ -15,7 +15,7 @@ it goes with the model) and built again as soon as the model's tensors change, w
 - its identity and storage: parameters or modules replaced, the model moved or cast.
 Writes through `tensor.data` bypass the version counter (as they bypass autograd): after one, call
 `forget_inference_twin(model)`. Compiling the twin's backbone (torch.compile: 5-13 s for R50 on a quiet machine,
-then 0.80 instead of 0.89 of the plain forward in benchmarks/inference.py) is opt-in:
+where it cut the backbone from 0.62-0.64 to 0.46-0.50 s, benchmarks/NOTES.md) is opt-in:
 `inference_twin(model, compile_backbone=True)` compiles the cached twin once (a model whose weights change later
 gets a new, eager twin). Library calls do not compile by default: one figure or one evaluation pass would pay
 seconds of compiling for a fraction of a second saved per image.
