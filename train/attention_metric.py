@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from detr_core import inspect_image
+from detr_core import forget_inference_twin, inspect_image
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,14 @@ def attention_in_boxes(model, images: Iterable, threshold: float = 0.7,
     (anything ``detr_core.inspect_image`` accepts: paths, PIL images, arrays; it measures in eval mode)."""
     fractions, heads, peaks, n_images = [], [], [], 0
     for image in images:
-        ins = inspect_image(model, image)
+        ins = inspect_image(model, image)  # the model's inference twin: built at the first image, then reused
         n_images += 1
         for det in ins.detections(threshold):
             shares = ins.attention_in_box(det.query, layer=-1, grow_cells=grow_cells)  # [heads]
             fractions.append(float(shares.mean()))
             heads.append(shares)
             peaks.append(_peaks_in_box(ins, det))
+    forget_inference_twin(model)  # a model in training changes at its next step: the twin would only take memory
     mean = float(np.mean(fractions)) if fractions else 0.0
     per_head_mean = tuple(float(v) for v in np.mean(heads, 0)) if heads else ()
     peak_share = float(np.mean(peaks)) if peaks else 0.0

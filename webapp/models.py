@@ -86,6 +86,7 @@ class ModelCache:
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
             model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
         if not self._optimize:
+            model.use_inference_twin = False  # the plain model, also where detr_core would run its inference twin
             return model
         fast = detr_core.optimize_for_inference(model, precision=self._precision)
         if self._compile:
