@@ -177,3 +177,28 @@ def test_a_compiled_twin_serves_inspect_image(model, rgb_image, monkeypatch):
     assert detr_core.inference_twin(model, compile_backbone=True) is twin and compiles == [twin]
     assert _close(detr_core.inspect_image(model, rgb_image), detr_core.inspect_image(model, rgb_image, fast=False))
     assert compiled_calls == [1]
+
+
+def test_a_new_twin_is_compiled_in_the_background_by_default(model, rgb_image, monkeypatch):
+    compiled_calls, compiles, first_done = [], [], threading.Event()
+
+    def fake_compile(twin):
+        first_done.wait(30)  # "compiling" takes until the first inspection, run meanwhile, is done
+        wrapper = twin.backbone[0].body
+        compiles.append(twin)
+        wrapper.compiled = lambda x: compiled_calls.append(1) or wrapper.body(x)
+    monkeypatch.setattr(twin_module, "compile_backbone_now", fake_compile)
+    monkeypatch.setattr(twin_module, "COMPILE_IN_BACKGROUND", True)
+    detr_core.forget_inference_twin(model)
+    first = detr_core.inspect_image(model, rgb_image)  # builds the twin, starts compiling it, runs eager
+    first_done.set()
+    assert compiled_calls == []
+    for thread in [t for t in threading.enumerate() if t.name == "compile-twin"]:
+        thread.join(timeout=30)
+    assert len(compiles) == 1
+    second = detr_core.inspect_image(model, rgb_image)
+    assert compiled_calls == [1] and _close(first, second)
+    assert detr_core.inference_twin(model) is compiles[0] and len(compiles) == 1  # compiled once per twin
+    detr_core.forget_inference_twin(model)
+    detr_core.inference_twin(model, compile_backbone=False)  # callers that train on opt out
+    assert len(compiles) == 1

@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from detr_core import forget_inference_twin, inspect_image
+from detr_core import forget_inference_twin, inference_twin, inspect_image
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ def attention_in_boxes(model, images: Iterable, threshold: float = 0.7,
     """The mean share over every detection scoring above ``threshold`` in ``images``
     (anything ``detr_core.inspect_image`` accepts: paths, PIL images, arrays; it measures in eval mode)."""
     fractions, heads, peaks, n_images = [], [], [], 0
+    inference_twin(model, compile_backbone=False)  # the model trains on: compiling its twin would not pay off
     for image in images:
         ins = inspect_image(model, image)  # the model's inference twin: built at the first image, then reused
         n_images += 1

@@ -14,14 +14,19 @@ it goes with the model) and built again as soon as the model's tensors change, w
   torch.no_grad(), batch-norm running statistics updated by a forward pass in training mode;
 - its identity and storage: parameters or modules replaced, the model moved or cast.
 Writes through `tensor.data` bypass the version counter (as they bypass autograd): after one, call
-`forget_inference_twin(model)`. Compiling the twin's backbone (torch.compile: 5-13 s for R50 on a quiet machine,
-where it cut the backbone from 0.62-0.64 to 0.46-0.50 s, benchmarks/NOTES.md) is opt-in:
-`inference_twin(model, compile_backbone=True)` compiles the cached twin once (a model whose weights change later
-gets a new, eager twin). Library calls do not compile by default: one figure or one evaluation pass would pay
-seconds of compiling for a fraction of a second saved per image.
+`forget_inference_twin(model)`.
+
+Each new twin's backbone is compiled by torch.compile in a background thread, exactly as the app compiles its
+own copy: calls run the eager twin until the compiled backbone is ready (5-13 s for R50 on a quiet machine),
+then as fast as the app's path (the backbone went from 0.62-0.64 to 0.46-0.50 s, benchmarks/NOTES.md), with
+bit-identical numbers. `inference_twin(model, compile_backbone=True)` compiles before returning, `False` never
+does; the environment variable DETR_LENS_COMPILE=0 turns the background compile off for the process (the test
+suite does, to spare its CPU). Where compiling fails (no C++ compiler, say) the eager twin simply stays.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -42,16 +47,19 @@ class _Twin:
     seen: list
 
 
+log = logging.getLogger(__name__)
+COMPILE_IN_BACKGROUND = os.environ.get("DETR_LENS_COMPILE", "1") != "0"
 _TWINS: "weakref.WeakKeyDictionary[nn.Module, _Twin]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()  # one build per model, even when several threads inspect it at once
 
 
-def inference_twin(model: nn.Module, compile_backbone: bool = False) -> nn.Module:
+def inference_twin(model: nn.Module, compile_backbone: bool | None = None) -> nn.Module:
     """The model to run for inspecting `model`: its cached inference twin, or `model` itself where none applies:
     a model already from optimize_for_inference, one with `use_inference_twin = False`, one that is not a
     float32 detr_core DETR, and one with forward hooks registered on it (they must see the pass).
 
-    compile_backbone=True compiles the twin's backbone (once; seconds) before returning it.
+    compile_backbone: None (default) compiles a newly built twin's backbone in a background thread (unless
+    DETR_LENS_COMPILE=0); True compiles it (once; seconds) before returning; False never compiles.
     """
     if not isinstance(model, DETR) or getattr(model, "inference_only", False) or not model.use_inference_twin:
         return model
@@ -62,14 +70,25 @@ def inference_twin(model: nn.Module, compile_backbone: bool = False) -> nn.Modul
     fingerprint = _fingerprint(modules, tensors)
     with _LOCK:
         cached = _TWINS.get(model)
-        if cached is None or cached.fingerprint != fingerprint:
+        built = cached is None or cached.fingerprint != fingerprint
+        if built:
             twin = _without_hooks(optimize_for_inference(model, share_parameters=True))
             cached = _Twin(fingerprint, twin, modules[1:] + tensors)
             _TWINS[model] = cached
     twin = cached.model
     if compile_backbone and twin.backbone[0].body.compiled is None:
         compile_backbone_now(twin)
+    elif built and compile_backbone is None and COMPILE_IN_BACKGROUND:
+        threading.Thread(target=_compile_quietly, args=(twin,), daemon=True, name="compile-twin").start()
     return twin
+
+
+def _compile_quietly(twin: nn.Module) -> None:
+    """Compile in the background; on failure the eager twin keeps serving: nothing is lost."""
+    try:
+        log.info("compiled an inference twin's backbone in %.1f s", compile_backbone_now(twin))
+    except Exception as err:  # any compiler failure only means staying eager
+        log.warning("could not compile an inference twin's backbone (%s); staying on the eager backbone", err)
 
 
 def forget_inference_twin(model: nn.Module) -> None:
