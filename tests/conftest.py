@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 import socket
 
+# Tiny models gain nothing from compiling, and every inference twin would start a compile thread: the suite's CPU
+# goes to the tests (set before detr_core is imported; subprocesses inherit it).
+os.environ.setdefault("DETR_LENS_COMPILE", "0")
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +36,18 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = (f"CI=true and this test would skip, so something it needs is missing: {reason}. "
                            "Install or provide it (or mark the test cpu_dependent if it depends on the CPU).")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole test file skipped at import (pytest.importorskip of transformers, Playwright...)."""
+    report = (yield).get_result()
+    if report.skipped and in_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true and {collector.nodeid} would be skipped whole, so something it needs is "
+                           f"missing: {reason}. Install or provide it.")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -72,3 +72,19 @@ def test_in_ci_a_missing_resource_fails_and_names_it(sample_project):
     assert "missing: reference key list not available" in result.stdout
     assert "SKIPPED [1] tests/test_sample.py:14: this CPU has no native bfloat16" in result.stdout
 
+
+
+def test_in_ci_a_test_file_skipped_at_import_fails_and_names_it(tmp_path):
+    """pytest.importorskip at module level skips during collection, before any test runs."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(REPO / "pytest.ini", tmp_path)
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "tests")
+    (tmp_path / "tests" / "test_needs_module.py").write_text(
+        'import pytest\npytest.importorskip("no_such_module_for_this_test")\n\ndef test_uses_it():\n    pass\n')
+    (tmp_path / "tests" / "test_plain.py").write_text("def test_passes():\n    pass\n")
+    outside = _run(tmp_path, ci=None)
+    assert outside.returncode == 0 and "1 passed, 1 skipped" in outside.stdout, outside.stdout
+    inside = _run(tmp_path, ci="true")
+    assert inside.returncode != 0 and "1 error" in inside.stdout, inside.stdout
+    assert "CI=true and tests/test_needs_module.py would be skipped whole, so something it needs is missing: " \
+           "could not import 'no_such_module_for_this_test'" in inside.stdout

@@ -140,7 +140,10 @@ def test_each_process_predicts_only_its_share(val_set, monkeypatch):
 
 def test_no_detections_give_zeros_and_say_so(val_set):
     result = summarize(val_set.coco, [], [r.image_id for r in val_set.records])
-    assert result == EvalResult({name: 0.0 for name in STAT_NAMES}, "no detections: every AP is 0\n", 0)
+    annotations = json.loads(val_set.source.annotations.read_text())["annotations"]
+    objects = sum(1 for a in annotations if not a.get("iscrowd", 0))  # read from the file, not through COCO
+    assert objects > 0
+    assert result == EvalResult({name: 0.0 for name in STAT_NAMES}, "no detections: every AP is 0\n", 0, 0, objects)
 
 
 def test_the_table_is_cocoevals_twelve_lines(val_set):
@@ -187,10 +190,13 @@ def test_tiny_model_on_tiny_set_and_cli_json(tmp_path, val_set, capsys):
                  "--json-out", str(json_out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{path} on {annotations} (5 images):\n")
-    assert printed.endswith("\n") and not printed.endswith("\n\n")  # the table, then nothing more
+    lines = printed.splitlines()
+    assert lines[-1].endswith(" per object)") and lines[-2] != ""  # the table, then the count line straight after
     assert "Average Precision  (AP) @[ IoU=0.50:0.95" in printed or "no detections" in printed
     stats = json.loads(json_out.read_text())
-    assert list(stats) == list(STAT_NAMES) and all(-1 <= v <= 1 for v in stats.values())
+    assert list(stats)[:len(STAT_NAMES)] == list(STAT_NAMES)
+    assert all(-1 <= stats[k] <= 1 for k in STAT_NAMES)
+    assert {"confident_detections", "objects", "confident_per_object"} <= set(stats)
 
 
 def test_model_without_the_data_set_classes_is_rejected(tmp_path, val_set, capsys):

@@ -11,7 +11,7 @@ must catch it. Everything happens in a scratch copy of the working tree (tracked
 repository is never touched; ../shared is linked beside the copy, as the tests expect.
 
 Writes <out>/<target>.json (counts, score, wall time, each survivor's diff) and prints a table.
-Not part of CI: it takes tens of minutes. Needs mutmut 3 (in requirements-dev.txt).
+Not part of CI: it takes tens of minutes. Needs mutmut 3 (the `mutation` extra: pip install -e ".[mutation]").
 The surviving mutants and the reason each survives are in tools/mutation.md.
 """
 from __future__ import annotations
@@ -51,8 +51,9 @@ TARGETS = {
                        ("tests/test_train_evaluate.py", "tests/test_train_attention_metric.py"),
                        skip_lines=(r"\bhelp=", r"\bdescription=")),
     "compact": Target(("detr_core/inspection/compact.py",), ("tests/test_compact.py",)),
+    # test_hub.py: load_model's Hugging Face Hub branch (locate_hf) lives in loading.py
     "weights": Target(("detr_core/weights/loading.py", "detr_core/weights/checkpoint_io.py"),
-                      ("tests/test_weights.py",)),
+                      ("tests/test_weights.py", "tests/test_hub.py")),
 }
 
 # mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code): a failing test run, a timeout or a
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import mutmut  # noqa: F401  (run as `python -m mutmut` below)
     except ImportError:
-        print('mutmut is not installed: pip install "mutmut>=3.8.1,<4" (or -r requirements-dev.txt)', file=sys.stderr)
+        print('mutmut is not installed: pip install "mutmut>=3.8.1,<4" (or pip install -e ".[mutation]")', file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{'target':11s} {'mutants':>7s} {'killed':>6s} {'score':>6s} {'wall':>7s} {'CPU':>7s}  "

@@ -75,8 +75,8 @@ class TrainConfig:
 
 
 def _scaled(name: str, model: DETRConfig, pre: PreprocessConfig, optim: OptimConfig,
-            batch_size: int, epochs: int) -> TrainConfig:
-    augment = AugmentConfig.scaled(pre.min_size, pre.max_size, pre.mean, pre.std)
+            batch_size: int, epochs: int, crop_min_visible: float = 0.0) -> TrainConfig:
+    augment = AugmentConfig.scaled(pre.min_size, pre.max_size, pre.mean, pre.std, crop_min_visible)
     return TrainConfig(name, model, pre, augment, optim, batch_size, epochs)
 
 
@@ -92,8 +92,10 @@ def shapes_config() -> TrainConfig:
                        nheads=8, enc_layers=3, dec_layers=3, dim_feedforward=512, dropout=0.1,
                        num_queries=12, num_classes=5)
     optim = OptimConfig(lr=2e-4, lr_backbone=1e-4, lr_drop_epochs=40, warmup_steps=200)
+    # crops keep a shape only when half its box survives: the data labels a shape only when most of it
+    # shows (train/shapes.py), and cut-off remnants are what the model must learn to refuse
     return _scaled("shapes", model, PreprocessConfig(min_size=256, max_size=427), optim,
-                   batch_size=8, epochs=60)
+                   batch_size=8, epochs=60, crop_min_visible=0.5)
 
 
 def r50_config() -> TrainConfig:

@@ -3,8 +3,11 @@
 ``python -m train.evaluate --model SOURCE --data DIR [--images DIR] [--json-out FILE] [--attention]``
 prints the AP table; ``--json-out`` writes the 12 summary numbers as JSON;
 ``--attention`` adds the share of decoder attention inside the detected boxes
-(see attention_metric.py), stored in the JSON as "attention_in_box".
-Every query's prediction is scored (DETR needs no NMS), as in the official code.
+(see attention_metric.py), stored in the JSON as "attention_in_box";
+``--negatives DIR`` counts the detections on images with nothing to find (negatives.py).
+Every query's prediction is scored (DETR needs no NMS), as in the official code. Beside the AP, the
+result counts the confident detections (score above ``--score-threshold``) against the objects, so that
+duplicates show: a model that answers each object once has a ratio near 1.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from detr_core import load_model, postprocess
 from .attention_metric import attention_in_boxes
 from .coco_file import DataSource
 from .dataset import CocoDetection, LabelMap, collate
+from .negatives import false_positives
 from .distributed import DistInfo, broadcast_object, gather_objects
 from .transforms import eval_transforms
 
@@ -40,7 +44,14 @@ class EvalResult:
 
     stats: dict
     table: str
-    detections: int
+    detections: int  # every scored query
+    confident: int = 0  # detections scoring above the confidence threshold
+    objects: int = 0  # ground-truth objects (crowd regions excluded)
+
+    @property
+    def confident_per_object(self) -> float:
+        """Confident detections per ground-truth object: above 1 means duplicates (or false positives)."""
+        return self.confident / self.objects if self.objects else float("nan")
 
 
 def coco_results(outputs: dict, targets: list[dict], label_to_category: dict) -> list[dict]:
@@ -75,10 +86,12 @@ def predict(model, loader, label_map: LabelMap, device) -> dict[int, list]:
     return by_image
 
 
-def summarize(coco_gt, results: list[dict], image_ids: list[int]) -> EvalResult:
-    """Run COCOeval and capture its printed table."""
+def summarize(coco_gt, results: list[dict], image_ids: list[int], threshold: float = 0.7) -> EvalResult:
+    """Run COCOeval and capture its printed table; count confident detections and objects."""
+    objects = sum(1 for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=image_ids)) if not a.get("iscrowd", 0))
+    confident = sum(1 for r in results if r["score"] > threshold)
     if not results:
-        return EvalResult({k: 0.0 for k in STAT_NAMES}, "no detections: every AP is 0\n", 0)
+        return EvalResult({k: 0.0 for k in STAT_NAMES}, "no detections: every AP is 0\n", 0, 0, objects)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         coco_dt = coco_gt.loadRes(results)
@@ -88,11 +101,12 @@ def summarize(coco_gt, results: list[dict], image_ids: list[int]) -> EvalResult:
         ev.accumulate()
         ev.summarize()
     table = "\n".join(line for line in out.getvalue().splitlines() if line.startswith(" Average"))
-    return EvalResult(dict(zip(STAT_NAMES, (float(v) for v in ev.stats))), table + "\n", len(results))
+    return EvalResult(dict(zip(STAT_NAMES, (float(v) for v in ev.stats))), table + "\n", len(results),
+                      confident, objects)
 
 
 def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = DistInfo(),
-             num_workers: int = 0) -> EvalResult:
+             num_workers: int = 0, threshold: float = 0.7) -> EvalResult:
     """COCO metrics of ``model`` on ``dataset``; with several processes each predicts a
     share, rank 0 runs COCOeval, and every process returns its result."""
     sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=False)
@@ -104,7 +118,7 @@ def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = Di
     result = None
     if info.is_main:
         results = [r for entries in by_image.values() for r in entries]
-        result = summarize(dataset.coco, results, [r.image_id for r in dataset.records])
+        result = summarize(dataset.coco, results, [r.image_id for r in dataset.records], threshold)
     return broadcast_object(result, info)
 
 
@@ -120,7 +134,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attention", action="store_true",
                         help="also report the decoder attention share inside confident detections' boxes")
     parser.add_argument("--score-threshold", type=float, default=0.7,
-                        help="a detection is confident above this score (for --attention)")
+                        help="a detection is confident above this score (the confident count, "
+                             "--attention and --negatives)")
+    parser.add_argument("--negatives", type=Path,
+                        help="also count detections on the images in this folder, which hold none of the "
+                             "model's classes")
     return parser.parse_args(argv)
 
 
@@ -129,17 +147,28 @@ def run(args: argparse.Namespace) -> EvalResult:
     source = DataSource.from_paths(args.data, args.images)
     dataset = CocoDetection(source, eval_transforms(model.preprocess))
     dataset.set_label_map(LabelMap.by_name(dataset.categories, model.class_names))
-    result = evaluate(model, dataset, args.batch_size, DistInfo(device=torch.device(args.device)))
+    result = evaluate(model, dataset, args.batch_size, DistInfo(device=torch.device(args.device)),
+                      threshold=args.score_threshold)
     print(f"{args.model} on {source.annotations} ({len(dataset)} images):")
     print(result.table, end="")
+    print(f"{result.confident} detections above {args.score_threshold} for {result.objects} objects "
+          f"({result.confident_per_object:.3f} per object)")
     out = dict(result.stats)
+    out.update(confident_detections=result.confident, objects=result.objects,
+               confident_per_object=result.confident_per_object)
+    if args.negatives:
+        negatives = false_positives(model, args.negatives, args.score_threshold)
+        print(negatives.summary())
+        out.update(negative_images=negatives.images, negative_detections=negatives.detections,
+                   negative_detections_per_10_images=negatives.per_10_images)
     if args.attention:
         att = attention_in_boxes(model, [r.file for r in dataset.records], args.score_threshold)
         print(f"decoder attention inside the box grown by one cell: {att.mean_fraction:.3f} "
               f"(mean over {att.detections} detections scoring > {args.score_threshold})")
         print("  the same, each head's own map: " + ", ".join(f"{v:.2f}" for v in att.per_head))
+        print(f"head-mean map peaks inside the box for {att.peak_in_box:.1%} of those detections")
         out.update(attention_in_box=att.mean_fraction, attention_detections=att.detections,
-                   attention_in_box_per_head=list(att.per_head))
+                   attention_in_box_per_head=list(att.per_head), attention_peak_in_box=att.peak_in_box)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(out, indent=1))

@@ -19,6 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from detr_core import save_model
 from detr_core.objective.criterion import LOSS_NAMES, SetCriterion, weighted_total
 from detr_core.objective.matcher import HungarianMatcher
 
@@ -55,7 +56,9 @@ class RunConfig:
     init_from: str | None = None
     resume: Path | None = None
     dropout: float | None = None  # replaces an --init-from model's own rate (fresh runs: the recipe's)
+    export_hf: Path | None = None  # also write the best (or, without validation, the last) model here, HF format
     max_steps: int | None = None
+    max_minutes: float | None = None  # stop at the first step boundary after this much training time
     val_attention: bool = False  # also log the share of decoder attention inside the boxes
     seed: int = 42
     num_workers: int = 0
@@ -168,6 +171,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        self._started = time.monotonic()
         result = TrainResult(self.progress)
         while self.progress.epoch < self.recipe.epochs and not self._max_steps_reached():
             started = time.perf_counter()
@@ -183,7 +187,12 @@ class Trainer:
         return result
 
     def _max_steps_reached(self) -> bool:
-        return self.run.max_steps is not None and self.progress.step >= self.run.max_steps
+        """--max-steps or --max-minutes is used up (the time limit is for machines of unknown speed: the
+        log records the steps it reached, which --max-steps then reproduces)."""
+        if self.run.max_steps is not None and self.progress.step >= self.run.max_steps:
+            return True
+        return (self.run.max_minutes is not None
+                and time.monotonic() - self._started >= 60 * self.run.max_minutes)
 
     def train_epoch(self, epoch: int) -> tuple[dict, int]:
         """Train from the current position to the end of ``epoch`` (or --max-steps);
@@ -289,6 +298,10 @@ class Trainer:
         checkpoints.save(ckpt, self.run.output / checkpoints.LAST)
         if is_best:
             checkpoints.save(ckpt, self.run.output / checkpoints.BEST)
+        if self.run.export_hf is not None and (is_best or self.val_set is None):
+            save_model(self.model, self.run.export_hf, format="hf")
+            log.info("wrote the %s model in the Hugging Face format to %s",
+                     "best" if is_best else "last", self.run.export_hf)
 
 
 def train(run: RunConfig, info: DistInfo = DistInfo()) -> TrainResult:

@@ -42,24 +42,30 @@ class AugmentConfig:
     std: tuple = IMAGENET_STD
     flip_p: float = 0.5  # probability of a horizontal flip
     crop_p: float = 0.5  # probability of the resize-crop-resize branch instead of a plain resize
+    # a box the crop cuts down below this share of its area is dropped: 0 keeps every remnant (official);
+    # the shapes data labels a shape only when most of it shows, so a crop must follow the same rule
+    crop_min_visible: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.flip_p <= 1 and 0 <= self.crop_p <= 1):
             raise ValueError(f"flip_p={self.flip_p}, crop_p={self.crop_p}: probabilities must be in [0, 1]")
         if not self.scales or min(self.scales) < 1 or max(self.scales) > self.max_size:
             raise ValueError(f"scales={self.scales} must be non-empty, positive, <= max_size={self.max_size}")
+        if not 0 <= self.crop_min_visible < 1:
+            raise ValueError(f"crop_min_visible={self.crop_min_visible}: expected a share in [0, 1)")
         if not 0 < self.crop_min <= self.crop_max:
             raise ValueError(f"need 0 < crop_min <= crop_max, got {self.crop_min}, {self.crop_max}")
 
     @classmethod
-    def scaled(cls, min_size: int, max_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> "AugmentConfig":
+    def scaled(cls, min_size: int, max_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+               crop_min_visible: float = 0.0) -> "AugmentConfig":
         """The official recipe with every size multiplied by min_size / 800."""
         f = min_size / 800
         scales = tuple(sorted({max(1, round(s * f)) for s in OFFICIAL_SCALES}))
         return cls(scales=scales, max_size=max_size,
                    crop_resize=tuple(max(1, round(s * f)) for s in (400, 500, 600)),
                    crop_min=max(1, round(384 * f)), crop_max=max(1, round(600 * f)),
-                   mean=tuple(mean), std=tuple(std))
+                   mean=tuple(mean), std=tuple(std), crop_min_visible=crop_min_visible)
 
 
 def _choice(options):
@@ -89,13 +95,21 @@ def hflip(image: Image.Image, target: dict):
     return TF.hflip(image), target
 
 
-def crop(image: Image.Image, target: dict, top: int, left: int, height: int, width: int):
-    """Cut a region; boxes are clipped to it and dropped when nothing of them is left."""
+def _box_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)  # [N]
+
+
+def crop(image: Image.Image, target: dict, top: int, left: int, height: int, width: int,
+         min_visible: float = 0.0):
+    """Cut a region; boxes are clipped to it and dropped when nothing of them is left, or when less than
+    ``min_visible`` of their area is."""
     target = dict(target)
+    before = _box_area(target["boxes"])  # [N]
     boxes = target["boxes"] - torch.tensor([left, top, left, top], dtype=torch.float32)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # [N]
+    keep &= _box_area(boxes) >= min_visible * before
     target["boxes"] = boxes[keep]
     for key in ("labels", "area", "iscrowd"):
         if key in target:
@@ -127,15 +141,15 @@ class RandomResize:
 class RandomSizeCrop:
     """Crop a random region with sides in [min_size, max_size] (capped by the image)."""
 
-    def __init__(self, min_size: int, max_size: int):
-        self.min_size, self.max_size = min_size, max_size
+    def __init__(self, min_size: int, max_size: int, min_visible: float = 0.0):
+        self.min_size, self.max_size, self.min_visible = min_size, max_size, min_visible
 
     def __call__(self, image, target):
         w = int(torch.randint(min(self.min_size, image.width), min(image.width, self.max_size) + 1, ()))
         h = int(torch.randint(min(self.min_size, image.height), min(image.height, self.max_size) + 1, ()))
         top = int(torch.randint(image.height - h + 1, ()))
         left = int(torch.randint(image.width - w + 1, ()))
-        return crop(image, target, top, left, h, w)
+        return crop(image, target, top, left, h, w, self.min_visible)
 
 
 class RandomSelect:
@@ -177,7 +191,7 @@ class ToNormalizedTensor:
 def train_transforms(cfg: AugmentConfig) -> Compose:
     """The official DETR training augmentations, sized by ``cfg``."""
     multi_scale = RandomResize(cfg.scales, cfg.max_size)
-    crop_branch = Compose([RandomResize(cfg.crop_resize), RandomSizeCrop(cfg.crop_min, cfg.crop_max),
+    crop_branch = Compose([RandomResize(cfg.crop_resize), RandomSizeCrop(cfg.crop_min, cfg.crop_max, cfg.crop_min_visible),
                            multi_scale])
     return Compose([
         RandomHorizontalFlip(cfg.flip_p),

@@ -1,6 +1,7 @@
 """Print-quality figures for slides, in the style of the DETR paper, and their command line:
 
-    python -m viz.figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both] [--points X,Y ...]
+    detr-lens-figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both] [--points X,Y ...]
+    (from a clone also: python -m viz.figures ...)
 
 encoder: the image with reference points, and each point's encoder self-attention (paper Fig. 3).
 decoder: every detection's decoder cross-attention with its box (paper Fig. 6).
@@ -8,6 +9,7 @@ decoder: every detection's decoder cross-attention with its box (paper Fig. 6).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +19,7 @@ from matplotlib.figure import Figure
 from detr_core import Inspection
 
 from .decoder import query_cards
-from .figures import PANEL_INCHES, decoder_figure
+from .print_figures import PANEL_INCHES, decoder_figure
 from .heatmap import normalise, upsample
 
 FIGURES = ("encoder", "decoder", "both")
@@ -102,7 +104,9 @@ def save_figures(figures: dict[str, Figure], out: Path, dpi: int) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     import detr_core  # here: drawing functions never need a model
 
-    parser = argparse.ArgumentParser(prog="python -m viz.figures", description="Paper-style DETR figures for slides.")
+    installed = Path(sys.argv[0]).name == "detr-lens-figures"  # the console script, else python -m viz.figures
+    parser = argparse.ArgumentParser(prog="detr-lens-figures" if installed else "python -m viz.figures",
+                                     description="Paper-style DETR figures for slides.")
     parser.add_argument("image")
     parser.add_argument("--model", required=True, help="detr-r50, shapes, untrained, ... or a checkpoint path")
     parser.add_argument("--out", required=True, type=Path, help="FILE.pdf (a page per figure) or FILE.png")

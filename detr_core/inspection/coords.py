@@ -87,3 +87,12 @@ def _overlap_1d(n_cells: int, lo: float, hi: float) -> np.ndarray:
     """[n_cells]: the fraction of each unit cell [k, k+1) inside the interval [lo, hi)."""
     k = np.arange(n_cells, dtype=np.float64)
     return np.clip(np.minimum(k + 1, hi) - np.maximum(k, lo), 0.0, 1.0)
+
+
+def boxes_in_size(boxes_xyxy: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """x0, y0, x1, y1 [N, 4] in pixels of an image of from_size (H, W) -> the same boxes in pixels of that image
+    resized to to_size (H, W), clipped to it (a predicted box may reach a little past the border).
+    With to_size == from_size this only clips."""
+    (H, W), (h, w) = from_size, to_size
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * np.array([w / W, h / H, w / W, h / H])
+    return np.clip(b, 0.0, np.array([w, h, w, h], dtype=np.float64))  # [N, 4]
