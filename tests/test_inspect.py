@@ -8,6 +8,7 @@ from hand_made import hand_inspection
 from PIL import Image
 
 import detr_core
+from detr_core.inspection.compact import MAX_ERROR
 
 # a 64 x 128 (W x H) original shown at 32 x 64, stride 16: a 4 x 2 grid of 32 x 32-pixel cells (original)
 GRID_4X2 = detr_core.CoordinateMap(image_size=(128, 64), input_size=(64, 32), feature_size=(4, 2), stride=16)
