@@ -1,5 +1,6 @@
 """COCO evaluation: a perfect predictor scores AP 1, a shifted one less, the CLI writes JSON."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,9 @@ def test_tiny_model_on_tiny_set_and_cli_json(tmp_path, val_set, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith(f"{path} on {annotations} (5 images):\n")
     lines = printed.splitlines()
-    assert lines[-1].endswith(" per object)") and lines[-2] != ""  # the table, then the count line straight after
+    # the table, then the count line straight after it (5 images of up to 3 objects each)
+    assert re.fullmatch(r"\d+ detections above 0\.7 for \d+ objects \(\d+\.\d{3} per object\)", lines[-1])
+    assert lines[-2] != ""
     assert "Average Precision  (AP) @[ IoU=0.50:0.95" in printed or "no detections" in printed
     stats = json.loads(json_out.read_text())
     assert list(stats)[:len(STAT_NAMES)] == list(STAT_NAMES)
