@@ -373,3 +373,29 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path):
         detr_core.atomic_save({"w": lambda: 0}, path)  # a lambda cannot be pickled
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
     assert [p.name for p in path.parent.iterdir()] == ["m.pth"]
+
+
+def test_the_untrained_warning_points_at_the_callers_line():
+    """stacklevel=2: the warning names the user's code that asked for random weights, not detr_core."""
+    with pytest.warns(UserWarning, match="UNTRAINED") as caught:
+        detr_core.untrained_model(tiny=True)
+    assert [Path(w.filename) for w in caught] == [Path(__file__)]
+
+
+def test_hf_format_writes_a_folder_that_loads_back_with_the_same_outputs(tmp_path, tiny_model):
+    detr_core.save_model(tiny_model, tmp_path / "hf", format="hf")
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    again = detr_core.load_model(tmp_path / "hf")
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        a, b = tiny_model(x), again(x)
+    assert (a["pred_logits"] - b["pred_logits"]).abs().max() < 1e-5  # the same weights, reshaped and back
+    assert (a["pred_boxes"] - b["pred_boxes"]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["HF", "onnx"])
+def test_an_unknown_save_format_is_named_with_the_choices(tmp_path, tiny_model, name):
+    with pytest.raises(ValueError) as err:
+        detr_core.save_model(tiny_model, tmp_path / "m", format=name)
+    assert str(err.value) == f"format='{name}': expected one of ('detr-lens', 'hf')"
+    assert not (tmp_path / "m").exists()
