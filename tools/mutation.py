@@ -3,6 +3,7 @@
     python tools/mutation.py                    # every target, one after the other
     python tools/mutation.py coords matcher     # some targets
     python tools/mutation.py --list             # targets, their modules and test files
+    python tools/mutation.py --table            # the scores of the last runs (JSON reports) as a Markdown table
 
 mutmut changes one operator, constant or argument at a time (a "mutant") and runs the tests; a mutant the
 tests do not notice "survives". Each target mutates only its module(s) and runs only the test files meant
@@ -162,6 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help=f"some of {sorted(TARGETS)} (default: all)")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--table", action="store_true", help="print the reports in --out as a Markdown table")
     parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "mutation",
                         help="where the per-target JSON reports go")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "detr-lens-mutation",
@@ -174,8 +176,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def markdown_table(out: Path) -> str:
+    """One row per target that has a JSON report in `out` (as tools/mutation.md and the README show them)."""
+    rows = ["| target | module(s) | mutants | killed | score | wall s | CPU s |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name in TARGETS:
+        path = out / f"{name}.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            modules = ", ".join(f"`{m}`" for m in r["modules"])
+            rows.append(f"| {name} | {modules} | {r['mutants']} | {r['killed']} | {r['score']:.1%} | "
+                        f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(markdown_table(args.out))
+        return 0
     if args.list:
         for name, target in TARGETS.items():
             print(f"{name:11s} {', '.join(target.modules)}\n{'':11s} tests: {', '.join(target.tests)}")
