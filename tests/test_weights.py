@@ -399,3 +399,10 @@ def test_an_unknown_save_format_is_named_with_the_choices(tmp_path, tiny_model, 
         detr_core.save_model(tiny_model, tmp_path / "m", format=name)
     assert str(err.value) == f"format='{name}': expected one of ('detr-lens', 'hf')"
     assert not (tmp_path / "m").exists()
+
+
+def test_a_checkpoint_that_is_not_a_dict_is_named_with_its_type(tmp_path):
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")  # a plain list of tensors: safe to read, not a model
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(tmp_path / "list.pth")
+    assert str(err.value) == f"{tmp_path / 'list.pth'}: expected a dict of tensors or {{'model': state_dict}}, found list"

@@ -118,22 +118,39 @@ def run_target(name: str, target: Target, workdir: Path, children: int) -> dict:
     wall, cpu = time.monotonic() - start, _children_cpu_s() - cpu_before
     if code != 0:
         raise RuntimeError(f"mutmut failed on {name} (exit code {code}); see {log}")
+    return collect(name, target, copy, env, wall, cpu, load_before)
+
+
+def collect(name: str, target: Target, copy: Path, env: dict, wall: float, cpu: float, load_before: float) -> dict:
+    """The report from mutmut's results in `copy`. A run stopped early leaves mutants without a result: they
+    are counted as `untested` and left out of the score (which then covers the tested ones only)."""
     statuses = {}
     for module in target.modules:
         meta = json.loads((copy / "mutants" / f"{module}.meta").read_text())
         statuses.update(meta["exit_code_by_key"])
-    survivors = {key: NOT_KILLED.get(code, f"exit code {code}") for key, code in statuses.items()
+    untested = sorted(key for key, code in statuses.items() if code is None)
+    tested = {key: code for key, code in statuses.items() if code is not None}
+    survivors = {key: NOT_KILLED.get(code, f"exit code {code}") for key, code in tested.items()
                  if code not in KILLED}
-    killed = len(statuses) - len(survivors)
+    killed = len(tested) - len(survivors)
     diffs = _diffs(copy, sorted(survivors), env)
     return {
         "target": name, "modules": list(target.modules), "tests": list(target.tests),
         "skip_lines": list(target.skip_lines),
-        "mutants": len(statuses), "killed": killed, "score": killed / len(statuses) if statuses else 0.0,
+        "mutants": len(tested), "killed": killed, "score": killed / len(tested) if tested else 0.0,
+        "untested": len(untested), "untested_by_function": _by_function(untested),
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "survivors": [{"mutant": key, "status": survivors[key], "diff": diffs[key]} for key in sorted(survivors)],
     }
+
+
+def _by_function(mutants: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key in mutants:
+        function = key.rsplit(".", 1)[-1].split("__mutmut_")[0]
+        counts[function] = counts.get(function, 0) + 1
+    return counts
 
 
 def _children_cpu_s() -> float:
@@ -164,6 +181,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("targets", nargs="*", help=f"some of {sorted(TARGETS)} (default: all)")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--table", action="store_true", help="print the reports in --out as a Markdown table")
+    parser.add_argument("--collect", action="store_true",
+                        help="write the reports from the results already in --workdir (e.g. of a run stopped "
+                             "early; wall and CPU time are then unknown, recorded as 0)")
     parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "mutation",
                         help="where the per-target JSON reports go")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "detr-lens-mutation",
@@ -184,7 +204,8 @@ def markdown_table(out: Path) -> str:
         if path.is_file():
             r = json.loads(path.read_text())
             modules = ", ".join(f"`{m}`" for m in r["modules"])
-            rows.append(f"| {name} | {modules} | {r['mutants']} | {r['killed']} | {r['score']:.1%} | "
+            partial = f" (+{r['untested']} untested)" if r.get("untested") else ""
+            rows.append(f"| {name} | {modules} | {r['mutants']}{partial} | {r['killed']} | {r['score']:.1%} | "
                         f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
     return "\n".join(rows)
 
@@ -204,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         print('mutmut is not installed: pip install "mutmut>=3.8.1,<4" (or pip install -e ".[mutation]")', file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        env = {k: v for k, v in os.environ.items() if k != "CI"}
+        for name in args.targets or list(TARGETS):
+            report = collect(name, TARGETS[name], args.workdir / name / "tree", env, 0.0, 0.0, os.getloadavg()[0])
+            (args.out / f"{name}.json").write_text(json.dumps(report, indent=1))
+            print(f"{name}: {report['killed']}/{report['mutants']} killed ({report['score']:.1%}), "
+                  f"{report['untested']} untested {report['untested_by_function']}")
+        return 0
     print(f"{'target':11s} {'mutants':>7s} {'killed':>6s} {'score':>6s} {'wall':>7s} {'CPU':>7s}  "
           "load (1 min, start/end)")
     for name in args.targets or list(TARGETS):
