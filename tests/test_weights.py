@@ -4,6 +4,7 @@ import hashlib
 import http.server
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -406,3 +407,39 @@ def test_a_checkpoint_that_is_not_a_dict_is_named_with_its_type(tmp_path):
     with pytest.raises(ValueError) as err:
         detr_core.load_model(tmp_path / "list.pth")
     assert str(err.value) == f"{tmp_path / 'list.pth'}: expected a dict of tensors or {{'model': state_dict}}, found list"
+
+
+@pytest.mark.parametrize("layout", ["own", "official", "bare"])
+def test_non_tensor_values_are_named_five_at_most_with_the_file(tmp_path, tiny_model, layout):
+    state = {**tiny_model.state_dict(), **{f"note{i}": i for i in range(7)}}  # 7 plain ints among the tensors
+    ckpt = {"own": {**detr_core.model_checkpoint(tiny_model), "model": state},
+            "official": {"model": state}, "bare": state}[layout]
+    path = tmp_path / f"{layout}.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(path, dilation=False)
+    assert str(err.value) == (f"{path}: the state dict holds non-tensor values under "
+                              "['note0', 'note1', 'note2', 'note3', 'note4']; expected tensors only")
+
+
+def test_an_own_checkpoint_without_preprocessing_gets_the_default(tmp_path, tiny_model):
+    ckpt = detr_core.model_checkpoint(tiny_model)
+    del ckpt["preprocess"]
+    torch.save(ckpt, tmp_path / "m.pth")
+    assert detr_core.load_model(tmp_path / "m.pth").preprocess == detr_core.PreprocessConfig()
+
+
+def test_no_dc5_warning_when_the_args_or_the_caller_say_which(tmp_path, tiny_model):
+    official = _official_training_file(tmp_path, tiny_model.state_dict(), nheads=4, dilation=False)
+    torch.save(tiny_model.state_dict(), tmp_path / "bare.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        detr_core.load_model(official)  # args present, no override
+        detr_core.load_model(tmp_path / "bare.pth", dilation=False, nheads=4)  # no args, the caller says
+
+
+def test_the_dc5_warning_points_at_the_callers_line(tmp_path, tiny_model):
+    torch.save(tiny_model.state_dict(), tmp_path / "bare.pth")
+    with pytest.warns(UserWarning, match="DC5") as caught:
+        detr_core.load_model(tmp_path / "bare.pth", nheads=4)
+    assert [Path(w.filename) for w in caught] == [Path(__file__)]
