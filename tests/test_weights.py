@@ -443,3 +443,21 @@ def test_the_dc5_warning_points_at_the_callers_line(tmp_path, tiny_model):
     with pytest.warns(UserWarning, match="DC5") as caught:
         detr_core.load_model(tmp_path / "bare.pth", nheads=4)
     assert [Path(w.filename) for w in caught] == [Path(__file__)]
+
+
+def test_unreadable_sources_are_named_in_the_message(tmp_path):
+    from detr_core.weights.checkpoint_io import read_checkpoint
+
+    with pytest.raises(ValueError) as err:
+        read_checkpoint(tmp_path / "nope.pth")
+    assert str(err.value) == f"checkpoint '{tmp_path / 'nope.pth'}' does not exist (or is not a file)"
+    (tmp_path / "notes.pth").write_text("hello")
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(tmp_path / "notes.pth")
+    assert str(err.value) == (f"'{tmp_path / 'notes.pth'}' is not a PyTorch checkpoint "
+                              "(neither a torch.save zip archive nor a legacy pickle)")
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model("no-such-model.pth")
+    assert str(err.value) == (
+        "model source 'no-such-model.pth' is neither a file, a Hugging Face folder or Hub id (owner/name), nor one "
+        "of ['detr-r101', 'detr-r101-dc5', 'detr-r50', 'detr-r50-dc5', 'shapes', 'untrained']")
