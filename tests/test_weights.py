@@ -163,8 +163,16 @@ class Sneaky:
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": {"w": torch.zeros(1)}, "extra": Sneaky()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="pickled Python objects"):
+    with pytest.raises(ValueError) as err:
         detr_core.load_model(tmp_path / "evil.pth")
+    message = str(err.value)
+    assert message.startswith(f"checkpoint '{tmp_path / 'evil.pth'}' holds pickled Python objects that are not "
+                              "tensors, and loading them could run arbitrary code (")
+    assert message.endswith("). Re-save only the weights: torch.save({'model': model.state_dict()}, path)")
+    # the one line of torch's error that names the refused global, without torch's longer advice
+    reason = message.split("arbitrary code (", 1)[1].rsplit("). Re-save", 1)[0]
+    assert "Unsupported global: GLOBAL print" in reason and "\n" not in reason
+    assert "Please use" not in reason
 
 
 def test_non_tensor_values_and_non_checkpoints(tmp_path):
