@@ -4,6 +4,7 @@
     python tools/mutation.py coords matcher     # some targets
     python tools/mutation.py --list             # targets, their modules and test files
     python tools/mutation.py --table            # the scores of the last runs (JSON reports) as a Markdown table
+    python tools/mutation.py --collect weights  # the report of a run that was stopped early (from its workdir)
 
 mutmut changes one operator, constant or argument at a time (a "mutant") and runs the tests; a mutant the
 tests do not notice "survives". Each target mutates only its module(s) and runs only the test files meant
