@@ -227,3 +227,11 @@ def test_bundled_shapes_model_finds_the_shapes_of_a_bundled_example():
              for c in coco["categories"] if c["id"] == a["category_id"]}
     found = {d.name for d in detr_core.inspect_image(model, examples / "images" / first["file_name"]).detections(0.5)}
     assert truth <= found
+
+
+def test_bundled_shapes_model_invents_nothing_on_the_portrait_example():
+    """The first example on the page is a photo with no shape in it: the offline model must answer "no object"."""
+    model = detr_core.load_model("shapes")
+    portrait = Path(__file__).resolve().parents[1] / "webapp" / "examples" / "grace_hopper.jpg"
+    ins = detr_core.inspect_image(model, portrait)
+    assert ins.detections(0.7) == []  # the app's default threshold
