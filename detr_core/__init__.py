@@ -23,3 +23,13 @@ __all__ = [
     "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_model",
     "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
 ]
+
+# The DETR family through transformers (Conditional/DAB/Deformable DETR, RT-DETR(v2), D-FINE, DEIMv2, LW-DETR,
+# RF-DETR): open with load_family_model, inspect with inspect_any, ask capabilities(result) what it can show.
+from .family import (Capabilities, DeformableInspection, DenseFamilyInspection, FamilyModel, SamplingPoints,
+                     capabilities, inspect_any, inspect_family, load_family_model)
+
+__all__ += [
+    "Capabilities", "DeformableInspection", "DenseFamilyInspection", "FamilyModel", "SamplingPoints",
+    "capabilities", "inspect_any", "inspect_family", "load_family_model",
+]

@@ -10,14 +10,14 @@ the inspection results the app slices.
 from .capabilities import VIEWS, Capabilities, capabilities
 from .capture import DeformableCall, FamilyCapture, capture_family
 from .deformable import DeformableSampling, SamplingPoints
-from .inspect import FamilyInspection, inspect_family
+from .inspect import FamilyInspection, inspect_any, inspect_family
 from .inspection import DeformableInspection, DenseFamilyInspection
 from .loading import FamilyModel, is_family_source, load_family_model
 from .registry import FAMILY, FamilySpec, spec_for, views_table
 
 __all__ = [
     "VIEWS", "Capabilities", "capabilities", "DeformableCall", "FamilyCapture", "capture_family",
-    "DeformableSampling", "SamplingPoints", "FamilyInspection", "inspect_family", "DeformableInspection",
+    "DeformableSampling", "SamplingPoints", "FamilyInspection", "inspect_any", "inspect_family", "DeformableInspection",
     "DenseFamilyInspection", "FamilyModel", "is_family_source", "load_family_model", "FAMILY", "FamilySpec",
     "spec_for", "views_table",
 ]

@@ -10,6 +10,7 @@ import torch
 
 from ..inspection.compact import QuantizedProbabilities
 from ..inspection.coords import CoordinateMap
+from ..inspection.inspection import Inspection, inspect_image
 from ..model.preprocess import ImageSource, load_image
 from .capture import capture_family
 from .deformable import DeformableSampling
@@ -50,6 +51,14 @@ def inspect_family(fm: FamilyModel, image: ImageSource) -> FamilyInspection:
     if fm.spec.decoder == DENSE:
         return _dense(out, predictions, (pil.height, pil.width), input_size, common)
     return _deformable(fm, out, capture, (pil.height, pil.width), input_size, common)
+
+
+def inspect_any(model, image: ImageSource) -> Union[Inspection, FamilyInspection]:
+    """DETR (`detr_core.DETR`) or a DETR-family model (`FamilyModel`): the matching inspection of `image`.
+    Views ask `capabilities(result)` what it can show."""
+    if isinstance(model, FamilyModel):
+        return inspect_family(model, image)
+    return inspect_image(model, image)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
