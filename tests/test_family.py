@@ -251,3 +251,26 @@ def test_load_refuses_what_it_cannot_open(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "detr"}')
     with pytest.raises(ValueError, match="detr_core.load_model"):
         load_family_model(tmp_path)
+
+
+def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="not in the local cache"):
+        load_family_model("detr-lens-tests/not-a-cached-model")
+
+
+def test_padded_input_maps_points_to_the_image(image):
+    """A processor that pads (bottom/right) changes the grids, not where a point lands in the image."""
+    import transformers
+
+    fm = build_tiny("deformable_detr")
+    fm.processor = transformers.DeformableDetrImageProcessor(size={"shortest_edge": 96, "longest_edge": 160},
+                                                             pad_size={"height": 128, "width": 192})
+    ins = inspect_family(fm, image)
+    assert ins.input_size == (96, 128) and ins.coords.levels[0].size == (16, 24)  # 128x192 padded, stride 8
+    inputs, _ = fm.prepare(__import__("PIL.Image").Image.fromarray(image))
+    with torch.no_grad():
+        start = fm.model(**inputs).init_reference_points[0].numpy()  # [Q, 2] normalised to the unpadded input
+    for query in (0, 7):
+        # the model scales references by the valid ratio of each grid (12/16 rows, 16/24 columns on level 0)
+        assert ins.reference_point(query, layer=0) == pytest.approx((start[query, 0] * 160, start[query, 1] * 120),
+                                                                    abs=1e-3)

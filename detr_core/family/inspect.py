@@ -48,9 +48,10 @@ def inspect_family(fm: FamilyModel, image: ImageSource) -> FamilyInspection:
         predictions = layer_predictions(fm.spec.layer_heads, fm.model, out, capture)
     common = dict(image=pil, class_names=list(fm.class_names), spec=fm.spec, score_kind=_score_kind(fm.model.config),
                   layer_logits=_numpy(predictions.logits[:, 0]), layer_boxes=_numpy(predictions.boxes[:, 0]))
+    sizes = (pil.height, pil.width), input_size, tuple(inputs["pixel_values"].shape[-2:])  # original, valid, padded
     if fm.spec.decoder == DENSE:
-        return _dense(out, predictions, (pil.height, pil.width), input_size, common)
-    return _deformable(fm, out, capture, (pil.height, pil.width), input_size, common)
+        return _dense(out, predictions, sizes, common)
+    return _deformable(fm, out, capture, sizes, common)
 
 
 def inspect_any(model, image: ImageSource) -> Union[Inspection, FamilyInspection]:
@@ -74,17 +75,19 @@ def _score_kind(config) -> str:
     return SIGMOID if getattr(config, "use_focal_loss", True) else SOFTMAX
 
 
-def _dense_grid(input_size: tuple[int, int], n_cells: int) -> tuple[tuple[int, int], int]:
-    """The (fh, fw) grid and stride of a single feature map of n_cells cells (convolutions round up)."""
-    h, w = input_size
+def _dense_grid(padded_size: tuple[int, int], n_cells: int) -> tuple[tuple[int, int], int]:
+    """The (fh, fw) grid and stride of a single feature map of n_cells cells computed from an input of
+    `padded_size` (convolutions round up)."""
+    h, w = padded_size
     for stride in DENSE_STRIDES:
         if math.ceil(h / stride) * math.ceil(w / stride) == n_cells:
             return (math.ceil(h / stride), math.ceil(w / stride)), stride
     raise RuntimeError(f"{n_cells} attention keys fit no feature grid of the {h}x{w} input at strides {DENSE_STRIDES}")
 
 
-def _dense(out, predictions, image_size, input_size, common) -> DenseFamilyInspection:
-    grid, stride = _dense_grid(input_size, out.cross_attentions[0].shape[-1])
+def _dense(out, predictions, sizes, common) -> DenseFamilyInspection:
+    image_size, input_size, padded_size = sizes
+    grid, stride = _dense_grid(padded_size, out.cross_attentions[0].shape[-1])
     return DenseFamilyInspection(
         coords=CoordinateMap(image_size, input_size, grid, stride),
         encoder_attention=QuantizedProbabilities.from_tensors([m.float().cpu() for m in out.encoder_attentions]),
@@ -93,8 +96,9 @@ def _dense(out, predictions, image_size, input_size, common) -> DenseFamilyInspe
         references=_numpy(predictions.references[:, 0]), **common)
 
 
-def _deformable(fm: FamilyModel, out, capture, image_size, input_size, common) -> DeformableInspection:
-    coords = CoordinateMap.multi_scale(image_size, input_size, capture.decoder[0].level_sizes)
+def _deformable(fm: FamilyModel, out, capture, sizes, common) -> DeformableInspection:
+    image_size, input_size, padded_size = sizes
+    coords = CoordinateMap.multi_scale(image_size, input_size, capture.decoder[0].level_sizes, padded_size)
     self_attention = getattr(out, "decoder_attentions", None) or getattr(out, "attentions", None)
     encoder = {}
     if fm.spec.encoder == DEFORMABLE and capture.encoder:

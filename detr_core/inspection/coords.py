@@ -39,11 +39,13 @@ class CoordinateMap:
     levels: tuple[FeatureLevel, ...] = ()
 
     @classmethod
-    def multi_scale(cls, image_size: tuple[int, int], input_size: tuple[int, int],
-                    level_sizes) -> "CoordinateMap":
-        """The map for a model reading feature maps of `level_sizes` [(h_l, w_l), ...] from an input of
-        `input_size`; each level's stride is inferred (`infer_stride`), the common grid is the finest."""
-        levels = tuple(FeatureLevel((int(h), int(w)), infer_stride(input_size, (h, w))) for h, w in level_sizes)
+    def multi_scale(cls, image_size: tuple[int, int], input_size: tuple[int, int], level_sizes,
+                    padded_size: tuple[int, int] | None = None) -> "CoordinateMap":
+        """The map for a model reading feature maps of `level_sizes` [(h_l, w_l), ...] computed from an input of
+        `padded_size` (input_size plus bottom/right padding; default: no padding); each level's stride is
+        inferred (`infer_stride`), the common grid is the finest."""
+        padded = padded_size or input_size
+        levels = tuple(FeatureLevel((int(h), int(w)), infer_stride(padded, (h, w))) for h, w in level_sizes)
         if not levels:
             raise ValueError("multi_scale needs at least one feature level")
         stride = min(level.stride for level in levels)
