@@ -214,10 +214,13 @@ def test_no_encoder_views_for_rf_detr_say_why(family):
 
 def test_detr_inspection_capabilities(module_tiny_model, rgb_image):
     import detr_core
+    from detr_core.family import layer_probabilities
 
-    caps = capabilities(detr_core.inspect_image(module_tiny_model, rgb_image))
+    ins = detr_core.inspect_image(module_tiny_model, rgb_image)
+    caps = capabilities(ins)
     assert (caps.model_type, caps.decoder_layers, caps.heads, caps.is_deformable) == ("detr", 2, 4, False)
     assert caps.supports("encoder_incoming") and not caps.supports("sampling_points")
+    np.testing.assert_allclose(layer_probabilities(ins, -1), ins.probabilities, rtol=1e-5, atol=1e-7)
 
 
 def test_detections_use_sigmoid_scores(family):
@@ -227,6 +230,8 @@ def test_detections_use_sigmoid_scores(family):
     assert [d.query for d in found] == list(np.argsort(-scores.max(1), kind="stable"))
     assert found[0].score == pytest.approx(scores.max())
     np.testing.assert_allclose(1 - ins.probabilities[:, -1], scores.max(1), rtol=1e-6)
+    first = 1 / (1 + np.exp(-ins.layer_logits[0].astype(np.float64)))
+    np.testing.assert_allclose(ins.layer_probabilities(0)[:, :-1], first, rtol=1e-5)
 
 
 def test_load_from_folder_uses_its_preprocessor_config(family, image, tmp_path):

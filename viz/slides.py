@@ -26,6 +26,7 @@ from .heatmap import normalise, upsample
 from .sampling_figure import sampling_figure
 
 FIGURES = ("encoder", "decoder", "both", "sampling")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")  # a missing file, not a Hub id
 POINT_COLOURS = ("#00ffff", "#ff00ff", "#ffff00", "#00ff00", "#ff8800", "#ffffff")
 
 
@@ -100,7 +101,8 @@ def open_model(source: str):
     from detr_core.family import is_family_source, load_family_model
     from detr_core.family.loading import HUB_ID
 
-    if is_family_source(source) or (HUB_ID.match(source) and not Path(source).exists()):
+    hub_id = HUB_ID.match(source) and not Path(source).exists() and Path(source).suffix not in CHECKPOINT_SUFFIXES
+    if is_family_source(source) or hub_id:
         return load_family_model(source)
     return detr_core.load_model(source)
 

@@ -14,10 +14,11 @@ from .inspect import FamilyInspection, inspect_any, inspect_family
 from .inspection import DeformableInspection, DenseFamilyInspection
 from .loading import FamilyModel, is_family_source, load_family_model
 from .registry import FAMILY, FamilySpec, spec_for, views_table
+from .scoring import layer_probabilities
 
 __all__ = [
     "VIEWS", "Capabilities", "capabilities", "DeformableCall", "FamilyCapture", "capture_family",
     "DeformableSampling", "SamplingPoints", "FamilyInspection", "inspect_any", "inspect_family", "DeformableInspection",
     "DenseFamilyInspection", "FamilyModel", "is_family_source", "load_family_model", "FAMILY", "FamilySpec",
-    "spec_for", "views_table",
+    "spec_for", "views_table", "layer_probabilities",
 ]

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Union
+from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..inspection.compact import QuantizedProbabilities
 from ..inspection.coords import CoordinateMap
 from ..inspection.inspection import Inspection, inspect_image
 from ..model.preprocess import ImageSource, load_image
-from .capture import capture_family
+from .capture import FamilyCapture, capture_family
 from .deformable import DeformableSampling
 from .inspection import DeformableInspection, DenseFamilyInspection
-from .layers import layer_predictions
+from .layers import LayerPredictions, layer_predictions
 from .loading import FamilyModel
 from .registry import DEFORMABLE, DENSE, DENSE_COARSEST
 from .scoring import SIGMOID, SOFTMAX
@@ -36,9 +38,21 @@ def eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def inspect_family(fm: FamilyModel, image: ImageSource) -> FamilyInspection:
-    """Run `fm` once on `image` (PIL image, HxWx3 uint8 array, path or bytes) with its own preprocessing and
-    keep every layer's predictions, attention and sampling points (see family/inspection.py)."""
+@dataclass
+class CapturedForward:
+    """One forward pass of a family model with everything captured, before it is packed into a result.
+    sizes: (H, W) original, (h, w) input before padding, (h_pad, w_pad) the input the model ran on."""
+
+    image: Image.Image
+    sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    out: Any
+    capture: FamilyCapture
+    predictions: LayerPredictions
+
+
+def run_captured(fm: FamilyModel, image: ImageSource) -> CapturedForward:
+    """Preprocess `image` with the model's own processor and run it once, in eval mode, capturing the
+    deformable attention and asking for the dense maps; read every layer's predictions."""
     pil = load_image(image)
     inputs, input_size = fm.prepare(pil)
     extra = {"output_hidden_states": True} if fm.spec.layer_heads == "conditional" else {}
@@ -46,12 +60,24 @@ def inspect_family(fm: FamilyModel, image: ImageSource) -> FamilyInspection:
         with capture_family(fm.model) as capture:
             out = fm.model(**inputs, output_attentions=True, **extra)
         predictions = layer_predictions(fm.spec.layer_heads, fm.model, out, capture)
-    common = dict(image=pil, class_names=list(fm.class_names), spec=fm.spec, score_kind=_score_kind(fm.model.config),
-                  layer_logits=_numpy(predictions.logits[:, 0]), layer_boxes=_numpy(predictions.boxes[:, 0]))
-    sizes = (pil.height, pil.width), input_size, tuple(inputs["pixel_values"].shape[-2:])  # original, valid, padded
+    sizes = (pil.height, pil.width), input_size, tuple(inputs["pixel_values"].shape[-2:])
+    return CapturedForward(pil, sizes, out, capture, predictions)
+
+
+def assemble(fm: FamilyModel, run: CapturedForward) -> FamilyInspection:
+    """Pack a captured forward pass into the result the views slice (numpy, on the CPU)."""
+    common = dict(image=run.image, class_names=list(fm.class_names), spec=fm.spec,
+                  score_kind=_score_kind(fm.model.config), layer_logits=_numpy(run.predictions.logits[:, 0]),
+                  layer_boxes=_numpy(run.predictions.boxes[:, 0]))
     if fm.spec.decoder == DENSE:
-        return _dense(out, predictions, sizes, common)
-    return _deformable(fm, out, capture, sizes, common)
+        return _dense(run.out, run.predictions, run.sizes, common)
+    return _deformable(fm, run.out, run.capture, run.sizes, common)
+
+
+def inspect_family(fm: FamilyModel, image: ImageSource) -> FamilyInspection:
+    """Run `fm` once on `image` (PIL image, HxWx3 uint8 array, path or bytes) with its own preprocessing and
+    keep every layer's predictions, attention and sampling points (see family/inspection.py)."""
+    return assemble(fm, run_captured(fm, image))
 
 
 def inspect_any(model, image: ImageSource) -> Union[Inspection, FamilyInspection]:

@@ -56,3 +56,12 @@ class FamilyScoring:
         keep = [q for q in np.argsort(-scores, kind="stable") if scores[q] > threshold]
         return [Detection(int(q), int(labels[q]), self.class_name(int(labels[q])), float(scores[q]),
                           tuple(float(v) for v in pixel_boxes[q])) for q in keep]
+
+
+def layer_probabilities(ins, layer: int = -1) -> np.ndarray:
+    """[Q, C+1] at decoder `layer` for any inspection: DETR's softmax (its own "no object" class) or the
+    family's scores (see the module docstring). Views that read per-layer classes should use this rather than
+    a softmax of `layer_logits`, which is wrong for the family's sigmoid classifiers."""
+    if isinstance(ins, FamilyScoring):
+        return ins.layer_probabilities(layer)
+    return class_probabilities(ins.layer_logits[layer], SOFTMAX)
