@@ -258,9 +258,22 @@ def test_load_refuses_what_it_cannot_open(tmp_path):
         load_family_model(tmp_path)
 
 
-def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error():
+def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="not in the local cache"):
-        load_family_model("detr-lens-tests/not-a-cached-model")
+        load_family_model("detr-lens-tests/not-a-cached-model", cache_dir=tmp_path)
+
+
+def test_a_cached_hub_id_opens_offline(family, tmp_path):
+    """The Hugging Face cache layout: models--OWNER--NAME/refs/main names a snapshot folder of files."""
+    fm, ins = family("d_fine")
+    repo = tmp_path / "models--detr-lens-tests--tiny-dfine"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    fm.model.save_pretrained(snapshot)
+    fm.processor.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    loaded = load_family_model("detr-lens-tests/tiny-dfine", cache_dir=tmp_path)  # the network is blocked
+    assert loaded.spec.model_type == "d_fine" and loaded.processor_note == ""
 
 
 def test_padded_input_maps_points_to_the_image(image):

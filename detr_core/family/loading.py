@@ -86,13 +86,15 @@ def is_family_source(source) -> bool:
         return False
 
 
-def load_family_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> FamilyModel:
-    """A FamilyModel from a folder or a Hub id ("owner/name": the local cache first, else a download)."""
+def load_family_model(source: str | os.PathLike, device: str | torch.device = "cpu",
+                      cache_dir: str | os.PathLike | None = None) -> FamilyModel:
+    """A FamilyModel from a folder or a Hub id ("owner/name": the local cache first, else a download;
+    cache_dir: the Hugging Face cache to use, default the standard one)."""
     folder = Path(os.fspath(source))
     if not folder.is_dir():
         if not (isinstance(source, str) and HUB_ID.match(source)):
             raise ValueError(f"model source {str(source)!r} is neither a folder nor a Hub id like 'owner/name'")
-        folder = hub_folder(source)
+        folder = hub_folder(source, cache_dir)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{folder} has no config.json: save the model with save_pretrained, or give its Hub id")
@@ -107,7 +109,7 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
 
 
-def hub_folder(repo_id: str) -> Path:
+def hub_folder(repo_id: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """The local snapshot folder of Hub model `repo_id`: from the cache if it is there, else downloaded.
 
     The one place the family reaches the Hub (to be switched to detr_core.weights.hub at merge)."""
@@ -115,11 +117,11 @@ def hub_folder(repo_id: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True, cache_dir=cache_dir))
     except LocalEntryNotFoundError:
         pass
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, cache_dir=cache_dir))
     except Exception as err:  # offline, unknown repo, gated: one message with what to do
         raise RuntimeError(
             f"could not get {repo_id!r} from the Hugging Face Hub ({type(err).__name__}: {err}). It is not in the"
