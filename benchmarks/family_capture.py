@@ -1,6 +1,7 @@
 """What inspecting a DETR-family model costs over the plain transformers forward (random weights).
 
     python -m benchmarks.family_capture [--runs 5] [--threads N] [--device cpu|cuda] [--only rt_detr|deformable_detr]
+                                        [--input 640x640]
 
 Models of the official R50 sizes: RT-DETR-R50 (RTDetrConfig(): ResNet-50-vd, hybrid encoder, 6 decoder
 layers, 300 queries) and Deformable DETR-R50 (DeformableDetrConfig(): timm ResNet-50, 6+6 layers, 4 levels,
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=("rt_detr", "deformable_detr"), default=None)
+    parser.add_argument("--input", default=None, help="one input size, e.g. 640x640 (default: both of each model)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,6 +119,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for size in SIZES[name]:
+            if args.input and f"{size[0]}x{size[1]}" != args.input:
+                continue
             result = bench(name, size, args.runs, args.device)
             times = result["times"]
             wall = {p: statistics.median(t[0] for t in ts) for p, ts in times.items()}
