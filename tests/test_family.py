@@ -7,11 +7,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+import transformers.models.rt_detr_v2.modeling_rt_detr_v2 as rt_detr_v2_modeling
+from PIL import Image
 
 from detr_core.family import capabilities, capture_family, inspect_family, load_family_model
 from detr_core.family.capture import deformable_attention_modules, hook_count
 from detr_core.family.function_tap import is_tapped
-from tests.family_models import DEFORMABLE, DENSE, TINY, build_tiny
+from family_models import DEFORMABLE, DENSE, TINY, build_tiny
 
 _BUILT: dict = {}
 
@@ -38,7 +40,7 @@ def family(image):
 
 def _plain(fm, image):
     """The plain transformers forward on the same preprocessed input, no capture, no attention outputs."""
-    inputs, _ = fm.prepare(__import__("PIL.Image").Image.fromarray(image))
+    inputs, _ = fm.prepare(Image.fromarray(image))
     with torch.no_grad():
         return fm.model(**inputs), inputs
 
@@ -115,8 +117,7 @@ def test_hooks_and_taps_removed_after_the_context_and_after_errors(family, image
     model, before = fm.model, hook_count(fm.model)
     targets = [(a, "ms_deformable_attn_core") for a in deformable_attention_modules(model)["decoder"]
                if "ms_deformable_attn_core" in vars(a)]
-    module = __import__("transformers.models.rt_detr_v2.modeling_rt_detr_v2", fromlist=["x"])
-    targets.append((module, "multi_scale_deformable_attention_v2"))
+    targets.append((rt_detr_v2_modeling, "multi_scale_deformable_attention_v2"))
     originals = [getattr(owner, attr) for owner, attr in targets]
     with capture_family(model):
         assert hook_count(model) > before
@@ -285,7 +286,7 @@ def test_padded_input_maps_points_to_the_image(image):
                                                              pad_size={"height": 128, "width": 192})
     ins = inspect_family(fm, image)
     assert ins.input_size == (96, 128) and ins.coords.levels[0].size == (16, 24)  # 128x192 padded, stride 8
-    inputs, _ = fm.prepare(__import__("PIL.Image").Image.fromarray(image))
+    inputs, _ = fm.prepare(Image.fromarray(image))
     with torch.no_grad():
         start = fm.model(**inputs).init_reference_points[0].numpy()  # [Q, 2] normalised to the unpadded input
     for query in (0, 7):

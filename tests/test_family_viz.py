@@ -64,7 +64,7 @@ def test_head_grid_and_slide_figure():
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    from tests.family_models import build_tiny
+    from family_models import build_tiny
 
     folders = {}
     for name in ("deformable_detr", "rf_detr"):
