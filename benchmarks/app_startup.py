@@ -69,7 +69,7 @@ def _r50_checkpoint(folder: Path) -> str:
 def _r50_image(folder: Path) -> str:
     from PIL import Image
     path = folder / "street-size.jpg"
-    Image.open(ROOT / "examples" / "grace_hopper.jpg").convert("RGB").resize((1066, 800)).save(path)
+    Image.open(ROOT / "webapp" / "examples" / "grace_hopper.jpg").convert("RGB").resize((1066, 800)).save(path)
     return str(path)
 
 
@@ -93,7 +93,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = _r50_checkpoint(folder) if args.r50 else args.model
-        image = _r50_image(folder) if args.r50 else str(ROOT / "examples" / "shapes.jpg")
+        image = _r50_image(folder) if args.r50 else str(ROOT / "webapp" / "examples" / "shapes.jpg")
         port, log = _free_port(), folder / "app.log"
         started = time.perf_counter()
         with open(log, "w") as out:

@@ -1,6 +1,6 @@
 """Server-side time of each app interaction at DETR-R50 size (850 cells, 100 queries, 6+6 layers, 8 heads).
 
-    python -m benchmarks.interaction [--repeats 20] [--image examples/grace_hopper.jpg]
+    python -m benchmarks.interaction [--repeats 20] [--image webapp/examples/grace_hopper.jpg]
 
 Runs a randomly initialised DETR-R50 once on an 800x1066 input (the attention has the official model's
 shapes; its values do not change drawing cost), then times the app's handlers, which only read that result.
@@ -94,7 +94,8 @@ def interactions(s: Session) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"))
+    parser.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "webapp" / "examples"
+                                               / "grace_hopper.jpg"))
     args = parser.parse_args(argv)
     session = _r50_session(args.image)
     print(f"\n{'interaction':46s} {'handler ms':>10s} {'+encode ms':>10s}")

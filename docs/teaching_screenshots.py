@@ -1,6 +1,6 @@
 """The README's screenshots (the app's decoder tab and every teaching tab): the real app in headless chromium.
 
-    python docs/teaching_screenshots.py [--model untrained] [--image examples/shapes.jpg] [--threshold 0.7]
+    python docs/teaching_screenshots.py [--model untrained] [--image webapp/examples/shapes.jpg] [--threshold 0.7]
 
 Starts `python app.py` on a free loopback port, uploads the image, opens each teaching tab, presses its button
 when it has one, and saves the visible tab as docs/teaching-<tab>.png (downscaled and quantised, < 200 KB); the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -25,15 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-# (file stem, tab label pattern, button to press or None, element that holds the result)
+# (file stem, tab id under "Teach", button to press or None, element that holds the result)
 VIEWS = (
-    ("pipeline", "Pipeline walk-through", None, "#pipeline-image-6 img"),
-    ("layers", r"Layer by layer", None, "#layers-strip img"),
-    ("queries", r"All queries", None, "#queries-bars img"),
-    ("matching", "Hungarian matching", "#matching-run", "#matching-costs img"),
-    ("slots", "Query slots", None, "#slots-image img"),
-    ("explain", "Beyond raw attention", "#explain-run", "#explain-maps img"),
-    ("ablation", "Head ablation", "#ablation-run", "#ablation-image img"),
+    ("pipeline", "teach-pipeline", None, "#pipeline-image-6 img"),
+    ("layers", "teach-layers", None, "#layers-strip img"),
+    ("queries", "teach-queries", None, "#queries-bars img"),
+    ("matching", "teach-matching", "#matching-run", "#matching-costs img"),
+    ("slots", "teach-slots", None, "#slots-image img"),
+    ("explain", "teach-explain", "#explain-run", "#explain-maps img"),
+    ("ablation", "teach-ablation", "#ablation-run", "#ablation-image img"),
 )
 MAX_BYTES = 200_000
 
@@ -71,13 +70,10 @@ def save_small(png: bytes, path: Path, width: int = 1000) -> None:
         width = int(width * 0.85)
 
 
-def _open_tab(page, label: str) -> None:
-    tab = page.get_by_role("tab", name=re.compile(label))
-    if not tab.is_visible():  # tabs that do not fit sit behind the overflow menu
-        page.locator(".overflow-menu button, button.overflow-menu").first.click()
-        page.get_by_role("tab", name=re.compile(label)).or_(page.get_by_text(re.compile(label))).last.click()
-    else:
-        tab.click()
+def _open_tab(page, group: str, tab_id: str) -> None:
+    """Two levels of tabs: the group ("inspect" or "teach"), then the view in it."""
+    page.locator(f"#view-groups [role=tablist] button[data-tab-id={group}]").click()
+    page.locator(f"#{group}-views [role=tablist] button[data-tab-id={tab_id}]").click()
 
 
 def shoot(page, image: Path, threshold: float, out_dir: Path) -> None:
@@ -87,13 +83,13 @@ def shoot(page, image: Path, threshold: float, out_dir: Path) -> None:
     threshold_box.fill(str(threshold))
     threshold_box.press("Enter")
     page.wait_for_timeout(1500)
-    _open_tab(page, "Decoder: where each query looks")
+    _open_tab(page, "inspect", "decoder")
     page.locator("#query-gallery img").first.wait_for()
     page.wait_for_timeout(1500)
     save_small(page.screenshot(), out_dir / "app.png", width=1300)
     print("wrote docs/app.png", flush=True)
-    for stem, label, button, result in VIEWS:
-        _open_tab(page, label)
+    for stem, tab_id, button, result in VIEWS:
+        _open_tab(page, "teach", tab_id)
         if stem == "ablation":
             for head in ("1", "2", "3", "4"):
                 page.locator("#ablation-heads").get_by_label(head, exact=True).check()
@@ -111,7 +107,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="untrained")
-    parser.add_argument("--image", type=Path, default=REPO / "examples" / "shapes.jpg")
+    parser.add_argument("--image", type=Path, default=REPO / "webapp" / "examples" / "shapes.jpg")
     parser.add_argument("--threshold", type=float, default=0.7)
     args = parser.parse_args()
     port = _free_port()

@@ -13,11 +13,11 @@ import detr_core
 
 from webapp import decoder_tab, detections_tab, encoder_tab
 from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler
-from webapp.controls import DIRECTIONS, GRID, head_choices
+from webapp.controls import DIRECTIONS, GRID, MEAN, head_choices, skip_before_image
 from webapp.models import TINY, ModelCache, describe
-from webapp.session import MAX_SIDE
+from webapp.session import MAX_SIDE, VIEW_MIN_SIDE
 
-HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
+HEADS = head_choices(4)  # the tiny model has 4 heads and 2+2 layers
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +74,24 @@ def test_analyze_applies_exif_rotation(models, tmp_path):
     assert shown.size == (40, 90) and session.inspection.image_size == (90, 40)
 
 
-def test_large_images_are_downscaled_and_say_so(models, tmp_path):
+def test_large_images_are_downscaled_and_the_status_gives_each_size(models, tmp_path):
     session, shown, status = analyze_handler(models)(_save(Image.new("RGB", (2000, 1000)), tmp_path), TINY)
-    assert shown.size == (MAX_SIDE, round(MAX_SIDE / 2)) and "downscaled from 2000x1000" in status
+    assert shown.size == (MAX_SIDE, 666)  # 1000 * 1333 / 2000 = 666.5, and fit() rounds half to even
+    # the tiny model's input, by DETR's resize rule (at most 213 px long): short side round(213 * 666 / 1333)
+    # = 106, long side int(106 * 1333 / 666) = 212
+    assert "Image 2000x1000, downscaled to 1333x666; the model saw it resized to 212x106." in status
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
-def test_corrupt_uploads_give_a_plain_error(models, tmp_path, content):
+def test_corrupt_uploads_are_reported_and_empty_the_upload_box(models, tmp_path, content):
     path = tmp_path / "broken.png"
     path.write_bytes(content)
-    with pytest.raises(gr.Error, match="could not be read as an image"):
-        analyze_handler(models)(str(path), TINY)
     component = readable_upload(gr.Image(type="filepath", image_mode=None))
-    with pytest.raises(gr.Error, match="could not be read as an image"):
-        component.preprocess(ImageData(path=str(path), orig_name="broken.png"))
+    received = component.preprocess(ImageData(path=str(path), orig_name="broken.png"))
+    assert received == str(path)  # gradio's own preprocessing fails on it; the handler gets the file
+    with pytest.warns(UserWarning, match="could not read 'broken.png' as an image"):  # outside a page: a warning
+        session, shown, status = analyze_handler(models)(received, TINY)
+    assert session is None and shown is None and "tiny" in status  # no session, the box back to its drop zone
 
 
 def test_truncated_jpeg_gives_a_plain_error(models, tmp_path, rgb_image):
@@ -95,15 +99,15 @@ def test_truncated_jpeg_gives_a_plain_error(models, tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(buffer, format="JPEG")
     path = tmp_path / "cut.jpg"
     path.write_bytes(buffer.getvalue()[:300])
-    with pytest.raises(gr.Error, match="could not be read"):
-        analyze_handler(models)(str(path), TINY)
+    with pytest.warns(UserWarning, match="could not read 'cut.jpg' as an image"):
+        assert analyze_handler(models)(str(path), TINY)[:2] == (None, None)
 
 
-def test_no_image_and_unknown_model_give_plain_errors(models, tmp_path, rgb_image):
-    with pytest.raises(gr.Error, match="No image"):
-        analyze_handler(models)(None, TINY)
-    with pytest.raises(gr.Error, match="Could not load the model 'nope'"):
-        analyze_handler(models)(_save(Image.fromarray(rgb_image), tmp_path), "nope")
+def test_no_image_and_unknown_model_are_reported(models, tmp_path, rgb_image):
+    with pytest.warns(UserWarning, match="No image"):
+        assert analyze_handler(models)(None, TINY)[:2] == (None, None)
+    with pytest.warns(UserWarning, match="Could not load the model 'nope'"):
+        assert analyze_handler(models)(_save(Image.fromarray(rgb_image), tmp_path), "nope")[:2] == (None, None)
 
 
 def test_every_handler_before_any_image_asks_for_one():
@@ -123,14 +127,43 @@ def test_every_handler_before_any_image_asks_for_one():
             call()
 
 
+def test_views_redrawn_by_a_slider_or_a_tab_leave_the_page_alone_before_any_image():
+    """Wired to the threshold slider, the heatmap controls or a tab's opening, the handlers skip every output
+    instead of reporting an error (the tabs show their hint)."""
+    gallery = skip_before_image(decoder_tab.render_gallery, 1)
+    assert isinstance(gallery(None, 0.5, False, 2, MEAN, 0.6, "inferno"), type(gr.skip()))
+    detections = skip_before_image(detections_tab.render_detections, 3)(None, 0.5)
+    assert len(detections) == 3 and all(isinstance(v, type(gr.skip())) for v in detections)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 0.25, 0.7, 1.0])
 def test_detections_follow_the_threshold(session, threshold):
     image, rows, summary = detections_tab.render_detections(session, threshold)
-    assert image.size == session.inspection.image.size
+    assert image.size == (VIEW_MIN_SIDE, round(120 * VIEW_MIN_SIDE / 180))  # 180x120 drawn large enough to read
     assert len(rows) == len(session.inspection.detections(threshold)) and str(len(rows)) in summary
     assert detections_tab.export_detections(session, threshold).endswith(".png")
     with pytest.raises(gr.Error, match="threshold"):
         detections_tab.render_detections(session, 1.5)
+
+
+def test_the_table_gives_boxes_in_the_uploaded_images_pixels_clipped_to_it(models, tmp_path):
+    """A 2000x1000 upload is analysed at 1333x666; the table must report its boxes in the upload's pixels."""
+    session, _, _ = analyze_handler(models)(_save(Image.new("RGB", (2000, 1000), (90, 120, 60)), tmp_path), TINY)
+    _, rows, summary = detections_tab.render_detections(session, 0.0)  # every query
+    ins = session.inspection
+    cx, cy, w, h = ins.boxes.T.astype(np.float64)  # normalised to the image, whatever its size
+    expected = np.stack([(cx - w / 2) * 2000, (cy - h / 2) * 1000, (cx + w / 2) * 2000, (cy + h / 2) * 1000], 1)
+    expected = np.clip(expected, 0, [2000, 1000, 2000, 1000])
+    for row in rows:
+        np.testing.assert_allclose(row[4:], expected[row[1]], atol=0.5 + 1e-3)  # rounded to whole pixels
+    assert "Image 2000x1000, downscaled to 1333x666" in summary
+
+
+def test_boxes_in_size_scales_and_clips():
+    from detr_core.inspection.coords import boxes_in_size
+    boxes = np.array([[-2.0, -1.0, 105.0, 60.0], [10.0, 5.0, 20.0, 15.0]])  # on a 100 wide, 50 high image
+    np.testing.assert_allclose(boxes_in_size(boxes, (50, 100), (100, 200)), [[0, 0, 200, 100], [20, 10, 40, 30]])
+    np.testing.assert_allclose(boxes_in_size(boxes, (50, 100), (50, 100)), [[0, 0, 100, 50], [10, 5, 20, 15]])
 
 
 @pytest.mark.parametrize("layer", [1, 2])
@@ -143,7 +176,8 @@ def test_decoder_views_for_every_layer_and_head(session, layer, head):
     shares = session.inspection.attention_in_box(3, layer - 1)  # the chosen layer's map and box
     heads = session.inspection.decoder_cross_attention.shape[1]
     assert f"per head: 1: {shares[0]:.2f}" in info and f"{heads}: {shares[-1]:.2f}; mean {shares.mean():.2f}" in info
-    assert (view.width > session.inspection.image.width) == (head == GRID)
+    # one map on the image enlarged to the views' minimum side; the grid of 4 heads has its own size
+    assert (view.size == session.view_base().size) == (head != GRID)
 
 
 def test_decoder_gallery_shows_only_detections_unless_asked(session):
@@ -172,11 +206,11 @@ def test_decoder_rejects_bad_values(session, bad):
 @pytest.mark.parametrize("head", ["mean", GRID])
 def test_decoder_export_and_refresh(session, head):
     assert decoder_tab.export_decoder(session, 0.0, True, 1, 2, head, "inferno").endswith(".png")
-    layer, heads, gallery, query, view, info = decoder_tab.refresh(session, 0.7, False, 6, "7", 0.6, "inferno")
-    assert layer.maximum == 2 and layer.value == 2 and heads.value == "mean"
-    assert query == viz_best_query(session) and view.size == session.inspection.image.size
+    layer, heads, gallery, query, view, info = decoder_tab.refresh(session, 0.7, False, 6, "head 7", 0.6, "inferno")
+    assert layer.maximum == 2 and layer.value == 2 and heads.value == MEAN  # this model has no head 7
+    assert query == viz_best_query(session) and view.size == session.view_base().size
     with pytest.raises(gr.Error, match="no query to export"):
-        decoder_tab.export_decoder(session, 1.0, False, 1, 2, "mean", "inferno")
+        decoder_tab.export_decoder(session, 1.0, False, 1, 2, MEAN, "inferno")
 
 
 def viz_best_query(session) -> int:
@@ -190,7 +224,7 @@ def viz_best_query(session) -> int:
 def test_encoder_view_for_every_layer_head_and_direction(session, layer, head, direction):
     view, info = encoder_tab.render_encoder(session, 30, 60, layer, head, direction, 0.6, "gray")
     assert f"layer {layer}" in info and direction in info
-    assert (view.width > session.inspection.image.width) == (head == GRID)
+    assert (view.size == session.view_base().size) == (head != GRID)
 
 
 def test_encoder_direction_changes_the_map(session):
@@ -207,10 +241,10 @@ def test_clicks_map_to_the_right_cell_for_any_shape(models, tmp_path, size):
     coords = session.inspection.coords
     rows, cols = coords.valid_cells
     for (x, y), cell in [((0, 0), (1, 1)), ((w - 1, h - 1), (rows, cols))]:
-        cx, cy, view, info, tabs = encoder_tab.click(session, 2, "mean", DIRECTIONS[0], 0.6, "inferno",
-                                                     _select([x, y]))
+        cx, cy, view, info, group, tab = encoder_tab.click(session, 2, MEAN, DIRECTIONS[0], 0.6, "inferno",
+                                                           _select([x, y]))
         assert (cx, cy) == (x, y) and f"row {cell[0]}/" in info and f"column {cell[1]}/" in info
-        assert view.size == (w, h) and tabs.selected == "encoder"
+        assert view.size == session.view_base().size and (group.selected, tab.selected) == ("inspect", "encoder")
 
 
 @pytest.mark.parametrize("index", [None, [None, None], [5], "x"])
@@ -229,19 +263,33 @@ def test_encoder_rejects_bad_values(session, bad):
 
 def test_encoder_export_and_refresh(session):
     assert encoder_tab.export_encoder(session, 5, 5, 1, "max", DIRECTIONS[1], "jet").endswith(".png")
-    layer, heads, x, y, view, info = encoder_tab.refresh(session, None, "grid", DIRECTIONS[0], 0.6, "inferno")
+    layer, heads, x, y, view, info = encoder_tab.refresh(session, None, GRID, DIRECTIONS[0], 0.6, "inferno")
     assert (x, y) == (90, 60) and layer.value == 2 and heads.value == GRID
 
 
 def test_switching_models_reruns_the_current_image(models, session):
-    again, status = switch_handler(models)(TINY, session)
+    again, status, menu, in_use = switch_handler(models)(TINY, "shapes", session)
     assert again is not session and again.inspection.image.tobytes() == session.inspection.image.tobytes()
-    assert "tiny" in status
-    assert switch_handler(models)(TINY, None)[0] is None
-    with pytest.raises(gr.Error, match="Could not load"):
-        switch_handler(models)("missing.pth", session)
+    assert "tiny" in status and in_use == TINY
+    assert switch_handler(models)(TINY, "shapes", None)[0] is None
     assert "tiny" in status_handler(models, TINY)()
     assert "could not be loaded" in status_handler(models, "missing.pth")()
+
+
+def test_a_model_that_fails_to_load_is_reported_whole_and_the_menu_goes_back(models, session):
+    with pytest.warns(UserWarning) as caught:
+        again, status, menu, in_use = switch_handler(models)("missing.pth", TINY, session)
+    skip = type(gr.skip())
+    assert menu == TINY and all(isinstance(v, skip) for v in (again, status, in_use))
+    assert [str(w.message) for w in caught] == [
+        "Could not load the model 'missing.pth': model source 'missing.pth' is neither a file, a Hugging Face "
+        "folder or Hub id (owner/name), nor one of "
+        "['detr-r101', 'detr-r101-dc5', 'detr-r50', 'detr-r50-dc5', 'shapes', 'untrained']"]
+
+
+def test_choosing_the_model_in_use_does_nothing(models, session):
+    """The menu's change event fires again when the handler puts the menu back: that must not re-run."""
+    assert all(isinstance(v, type(gr.skip())) for v in switch_handler(models)(TINY, TINY, session))
 
 
 @pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")

@@ -1,4 +1,5 @@
-"""End to end in a real browser: Debian's chromium, driven by Playwright, against `python app.py` on loopback.
+"""End to end in a real browser: Debian's chromium, driven by Playwright, against `python app.py` on loopback,
+at 1280x800 (a common laptop screen).
 
 Never downloads a browser: it uses /usr/bin/chromium or skips. Screenshots go to test-artifacts/.
 """
@@ -18,10 +19,15 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-EXAMPLE = REPO / "examples" / "grace_hopper.jpg"  # 512x600
+EXAMPLE = REPO / "webapp" / "examples" / "grace_hopper.jpg"  # 512x600
+OTHER_EXAMPLE = REPO / "webapp" / "examples" / "shapes.jpg"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
+VIEWS = {"inspect": ["detections", "decoder", "encoder"],
+         "teach": ["teach-pipeline", "teach-layers", "teach-queries", "teach-matching", "teach-slots",
+                   "teach-explain", "teach-ablation"]}
+CLOSED_PORT = 9  # "discard": nothing listens there, so a download through it fails at once, on this machine
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
@@ -46,13 +52,21 @@ def _wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) ->
 
 
 @pytest.fixture(scope="module")
-def app_url():
-    """`python app.py` with the tiny random model on a free loopback port; always stopped afterwards."""
+def app_url(tmp_path_factory):
+    """`python app.py` with the tiny random model on a free loopback port; always stopped afterwards.
+
+    Its proxy is a closed loopback port and its torch hub cache an empty folder, so choosing an official
+    model fails as it does offline, without any connection leaving this machine.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    proxy = f"http://127.0.0.1:{CLOSED_PORT}"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
+           "http_proxy": proxy, "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
+           "no_proxy": "127.0.0.1,localhost"}
     log = open(ARTIFACTS / "browser-server.log", "wb")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny"],
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile"],
                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -69,17 +83,38 @@ def app_url():
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app_url):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(app_url)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.locator("#model-status").get_by_text("tiny").wait_for()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    """One page (one user session) for the tests that follow each other's uploads."""
+    page = _open(browser, app_url)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def fresh_page(browser, app_url):
+    """A new user session: no image yet."""
+    page = _open(browser, app_url)
+    yield page
+    page.close()
 
 
 def _value(page, selector: str) -> str:
@@ -91,11 +126,48 @@ def _image_bytes(page, selector: str) -> bytes:
     return page.request.get(src).body()
 
 
+def _toast_texts(page) -> list[str]:
+    return page.locator("[data-testid=toast-text]").all_inner_texts()
+
+
+def _upload(page, image: Path) -> None:
+    page.locator("#input-image input[type=file]").set_input_files(str(image))
+
+
+def test_every_view_is_one_click_away_at_1280_px(fresh_page):
+    """Each view's tab sits in its group's tab bar, none behind the overflow ("...") menu."""
+    page = fresh_page
+    for group, views in VIEWS.items():
+        page.locator(f"#view-groups [role=tablist] button[data-tab-id={group}]").click()
+        bar = page.locator(f"#{group}-views")
+        for view in views:
+            tab = bar.locator(f"[role=tablist] button[data-tab-id={view}]")
+            assert tab.is_visible(), f"the {view} tab is not in the tab bar at 1280 px"
+            box = tab.bounding_box()
+            assert box["x"] + box["width"] <= 1280
+        assert bar.locator(".overflow-menu").first.is_hidden(), f"{group}: some tabs sit behind the overflow menu"
+        page.screenshot(path=ARTIFACTS / f"browser-0-tabs-{group}.png")
+
+
+def test_views_opened_before_any_image_show_a_hint_not_an_error(fresh_page):
+    page = fresh_page
+    page.locator("#view-groups [role=tablist] button[data-tab-id=teach]").click()
+    for view in VIEWS["teach"]:
+        page.locator(f"#teach-views [role=tablist] button[data-tab-id={view}]").click()
+        page.locator("[role=tabpanel]:visible .no-image-hint").last.wait_for()
+    page.locator("#threshold input[type=number]").fill("0.5")
+    page.locator("#threshold input[type=number]").press("Enter")  # redraws views that have no image yet
+    page.wait_for_timeout(1500)
+    assert _toast_texts(page) == []
+    assert page.get_by_text("Error", exact=True).count() == 0
+    page.screenshot(path=ARTIFACTS / "browser-0-hint.png")
+
+
 def test_upload_click_and_choose_a_query(page):
-    page.locator("#model-status").get_by_text("tiny").wait_for()
-    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    _upload(page, EXAMPLE)
     page.locator("#detections img").wait_for()
     page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+    page.locator("#detections-summary").get_by_text("Image 512x600; the model saw it resized to").wait_for()
     page.screenshot(path=ARTIFACTS / "browser-1-detections.png", full_page=True)
 
     # Two clicks on the input image; each must move the point and change the encoder map.
@@ -106,6 +178,7 @@ def test_upload_click_and_choose_a_query(page):
     assert (natural_w, natural_h) == (512, 600)
     maps = []
     for fx, fy in [(0.2, 0.25), (0.8, 0.8)]:
+        shown.scroll_into_view_if_needed()
         box = shown.bounding_box()
         # The image is shown scaled to fit its box ("contain"): find where its pixels really are.
         scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
@@ -125,7 +198,7 @@ def test_upload_click_and_choose_a_query(page):
     page.screenshot(path=ARTIFACTS / "browser-2-encoder.png", full_page=True)
 
     # The decoder tab: show all queries, choose the third tile, the large view follows it.
-    page.get_by_role("tab", name=re.compile("Decoder")).click()
+    page.get_by_role("tab", name="Decoder", exact=True).click()
     page.locator("#show-all-queries input[type=checkbox]").check()
     tiles = page.locator("#query-gallery .thumbnail-item")
     page.wait_for_function("() => document.querySelectorAll('#query-gallery .thumbnail-item').length === 10")
@@ -140,29 +213,73 @@ def test_upload_click_and_choose_a_query(page):
     page.screenshot(path=ARTIFACTS / "browser-3-decoder.png", full_page=True)
 
 
-def test_corrupt_upload_shows_a_plain_error_and_the_app_keeps_serving(page, tmp_path):
+def test_a_new_upload_withdraws_the_previous_images_export(page):
+    page.get_by_role("tab", name="Detections", exact=True).click()
+    _upload(page, EXAMPLE)
+    page.locator("#detections-summary").get_by_text("Image 512x600").wait_for()
+    page.locator("#detections-export").get_by_text("Export this view").click()
+    page.locator("#detections-export-button").click()
+    page.locator("#detections-export-file a").first.wait_for()
+    _upload(page, OTHER_EXAMPLE)
+    page.locator("#detections-summary").get_by_text(re.compile(r"Image \d+x\d+; the model")).wait_for()
+    page.wait_for_function("() => !document.querySelector('#detections-summary').innerText.includes('512x600')")
+    page.wait_for_function("() => document.querySelectorAll('#detections-export-file a').length === 0")
+
+
+def test_an_unreadable_upload_is_reported_once_and_leaves_the_upload_box_ready(page, tmp_path):
+    page.get_by_role("tab", name="Detections", exact=True).click()
+    _upload(page, EXAMPLE)
+    page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    page.locator("#input-image input[type=file]").set_input_files(str(bad))
-    page.get_by_text("could not be read as an image").first.wait_for()
-    page.screenshot(path=ARTIFACTS / "browser-4-error.png", full_page=True)
-    # The app still serves: a good upload (the hidden file input stays usable) is analysed again.
-    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
-    page.locator("#model-status").get_by_text("tiny").wait_for()
-    page.locator("#input-image img").first.wait_for()
-    page.get_by_role("tab", name=re.compile("Detections")).click()
+    _upload(page, bad)
+    page.locator("[data-testid=toast-text]").first.wait_for()
+    page.wait_for_timeout(500)
+    texts = _toast_texts(page)
+    assert len(texts) == 1 and "could not read 'broken.jpg' as an image" in texts[0], texts
+    page.locator("#input-image").get_by_text("Drop Image Here").wait_for()  # the drop zone is back
+    page.wait_for_function("() => document.querySelectorAll('#detections img').length === 0")  # results gone
+    page.locator("[role=tabpanel]:visible .no-image-hint").first.wait_for()
+    page.screenshot(path=ARTIFACTS / "browser-4-unreadable.png", full_page=True)
+    page.locator("[data-testid=toast-close]").first.click()
+    # The app still serves: a good upload is analysed again.
+    _upload(page, EXAMPLE)
     page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
 
 
 def test_clearing_the_image_empties_the_views(page):
-    page.get_by_role("tab", name=re.compile("Detections")).click()
-    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    page.get_by_role("tab", name="Detections", exact=True).click()
+    _upload(page, EXAMPLE)
     page.locator("#detections img").wait_for()
     page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
     page.locator("#input-image").get_by_role("button", name="Remove Image").click()
     page.wait_for_function("() => document.querySelectorAll('#detections img').length === 0")
-    page.wait_for_function("() => !document.querySelector('#detections-summary').innerText.includes('queries')")
+    page.wait_for_function("() => { const el = document.querySelector('#detections-summary');"
+                           " return el === null || !el.innerText.includes('queries'); }")
+    page.locator("[role=tabpanel]:visible .no-image-hint").first.wait_for()  # the hint is back
     page.screenshot(path=ARTIFACTS / "browser-5-cleared.png", full_page=True)
     # and the app still works afterwards
-    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    _upload(page, EXAMPLE)
     page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+
+
+def test_a_model_that_cannot_load_is_reported_whole_once_and_the_menu_goes_back(fresh_page):
+    page = fresh_page
+    page.locator("#model input").first.click()
+    page.get_by_role("option", name="detr-r50", exact=True).click()
+    page.locator("[data-testid=toast-text]").first.wait_for()
+    page.wait_for_timeout(1500)  # a second toast, if any, has arrived by now
+    texts = _toast_texts(page)
+    assert len(texts) == 1, texts
+    # what failed, the URL, what to do and where the file goes: nothing cut off
+    assert "Could not load the model 'detr-r50'" in texts[0] and "detr-r50-e632da11.pth" in texts[0]
+    assert re.search(r"put it at \S+/hub/checkpoints/detr-r50-e632da11\.pth", texts[0]), texts[0]
+    page.screenshot(path=ARTIFACTS / "browser-6-model-error.png")
+    page.wait_for_function("() => document.querySelector('#model input').value === 'tiny'")
+    assert "tiny" in page.locator("#model-status").inner_text()
+
+
+def test_the_server_log_has_no_traceback(app_url):
+    """Every failure above reached the user as a message; none left a traceback in the server's log."""
+    log = (ARTIFACTS / "browser-server.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]

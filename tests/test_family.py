@@ -10,6 +10,7 @@ import torch
 import transformers.models.rt_detr_v2.modeling_rt_detr_v2 as rt_detr_v2_modeling
 from PIL import Image
 
+import detr_core
 from detr_core.family import capabilities, capture_family, inspect_family, load_family_model
 from detr_core.family.capture import deformable_attention_modules, hook_count
 from detr_core.family.function_tap import is_tapped
@@ -214,7 +215,6 @@ def test_no_encoder_views_for_rf_detr_say_why(family):
 
 
 def test_detr_inspection_capabilities(module_tiny_model, rgb_image):
-    import detr_core
     from detr_core.family import layer_probabilities
 
     ins = detr_core.inspect_image(module_tiny_model, rgb_image)
@@ -260,11 +260,12 @@ def test_load_refuses_what_it_cannot_open(tmp_path):
 
 
 def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error(tmp_path):
-    with pytest.raises(RuntimeError, match="not in the local cache"):
+    """The error is detr_core.weights.hub's, as for DETR: the repo, the cache folder, how to fill it."""
+    with pytest.raises(RuntimeError, match=r"'detr-lens-tests/not-a-cached-model' is not in the Hub cache .*hf download"):
         load_family_model("detr-lens-tests/not-a-cached-model", cache_dir=tmp_path)
 
 
-def test_a_cached_hub_id_opens_offline(family, tmp_path):
+def test_a_cached_hub_id_opens_offline(family, tmp_path, monkeypatch):
     """The Hugging Face cache layout: models--OWNER--NAME/refs/main names a snapshot folder of files."""
     fm, ins = family("d_fine")
     repo = tmp_path / "models--detr-lens-tests--tiny-dfine"
@@ -275,6 +276,22 @@ def test_a_cached_hub_id_opens_offline(family, tmp_path):
     (repo / "refs" / "main").write_text("0" * 40)
     loaded = load_family_model("detr-lens-tests/tiny-dfine", cache_dir=tmp_path)  # the network is blocked
     assert loaded.spec.model_type == "d_fine" and loaded.processor_note == ""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # open_any decides from the cached config.json's model type
+    opened = detr_core.open_any("detr-lens-tests/tiny-dfine")
+    assert isinstance(opened, detr_core.FamilyModel) and opened.spec.model_type == "d_fine"
+    expected = fm.model(**fm.prepare(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))[0]).logits
+    got = opened.model(**opened.prepare(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))[0]).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)  # the same weights came back
+
+
+def test_open_any_tells_family_folders_from_detr(family, module_tiny_model, tmp_path):
+    fm, _ = family("rt_detr")
+    fm.model.save_pretrained(tmp_path / "rt")
+    fm.processor.save_pretrained(tmp_path / "rt")
+    assert isinstance(detr_core.open_any(tmp_path / "rt"), detr_core.FamilyModel)
+    detr_core.save_model(module_tiny_model, tmp_path / "detr", format="hf")
+    assert isinstance(detr_core.open_any(tmp_path / "detr"), detr_core.DETR)
+    assert isinstance(detr_core.open_any("shapes"), detr_core.DETR)
 
 
 def test_padded_input_maps_points_to_the_image(image):

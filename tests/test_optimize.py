@@ -1,5 +1,10 @@
 """optimize_for_inference: same detections and attention as the plain model, which it leaves untouched."""
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +35,7 @@ def test_same_outputs_and_attention(frozen_bn, rgb_image):
                                                    detr_core.PreprocessConfig(128, 213))).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = detr_core.optimize_for_inference(model)
-    a, b = detr_core.inspect_image(model, rgb_image), detr_core.inspect_image(fast, rgb_image)
+    a, b = detr_core.inspect_image(model, rgb_image, fast=False), detr_core.inspect_image(fast, rgb_image)
     assert np.abs(a.layer_logits - b.layer_logits).max() < 1e-4
     assert np.abs(a.layer_boxes - b.layer_boxes).max() < 1e-4
     # both are stored in fixed point: float noise of 1e-8 can land on neighbouring codes, 2 * MAX_ERROR apart
@@ -70,7 +75,7 @@ def test_compiled_backbone_gives_the_same_results_at_any_size(rgb_image):
     assert fast.backbone[0].body.compiled is not None
     wide = np.ascontiguousarray(np.tile(rgb_image, (1, 2, 1))[:, :300])  # another aspect ratio: dynamic shapes, no recompilation needed
     for image in (rgb_image, wide):
-        a, b = detr_core.inspect_image(model, image), detr_core.inspect_image(fast, image)
+        a, b = detr_core.inspect_image(model, image, fast=False), detr_core.inspect_image(fast, image)
         assert np.abs(a.layer_logits - b.layer_logits).max() < 1e-4
         assert np.abs(a.layer_boxes - b.layer_boxes).max() < 1e-4
         assert np.abs(a.decoder_cross_attention - b.decoder_cross_attention).max() < 1e-5
@@ -135,3 +140,17 @@ def test_a_padded_batch_keeps_its_mask_in_the_optimised_copy(tiny_model):
     assert mask.any()
     assert (plain["pred_logits"] - quick["pred_logits"]).abs().max() < 1e-4
     assert (plain["pred_boxes"] - quick["pred_boxes"]).abs().max() < 1e-4
+
+
+def test_compiling_on_a_cpu_does_not_print_the_cuda_home_notice():
+    """torch.utils.cpp_extension, imported by torch.compile, logs "No CUDA runtime is found, using CUDA_HOME=..."
+    where it finds a CUDA toolkit (CUDA_HOME, nvcc on the PATH, /usr/local/cuda) but no GPU; a CPU compile never
+    uses CUDA_HOME."""
+    toolkit = os.environ.get("CUDA_HOME") or shutil.which("nvcc") or Path("/usr/local/cuda").exists()
+    if not toolkit or torch.cuda.is_available() or not torch.cuda._is_compiled():
+        pytest.skip("torch logs no such notice here (no CUDA toolkit, a GPU, or a CPU-only torch)")
+    code = ("from detr_core.model.optimize import _quiet_cuda_home_notice\n_quiet_cuda_home_notice()\n"
+            "import torch.utils.cpp_extension\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "No CUDA runtime is found" not in done.stderr, done.stderr

@@ -151,7 +151,9 @@ def test_ablation_acts_only_in_the_calling_thread(model, image, ins):
         started.set()
         assert done.wait(10)
     thread.join()
-    np.testing.assert_allclose(seen["logits"], ins.logits, atol=1e-6)
+    # while hooks are on the model, inspect_image runs the model itself, not its inference twin: the same
+    # numbers up to float rounding (an ablated head would move them by > 1e-3)
+    np.testing.assert_allclose(seen["logits"], ins.logits, atol=1e-5)
 
 
 def test_ablation_rejects_heads_and_layers_the_model_lacks(model, image):
@@ -167,5 +169,8 @@ def test_compare_lists_every_query_with_the_changed_ones_first(model, image, ins
     after = inspect_ablated(model, image, HeadAblation(1, (0, 1, 2, 3)))
     changes = compare(ins, after, threshold=0.0)
     assert sorted(c.query for c in changes) == list(range(ins.num_queries))
-    deltas = [abs(c.score_change) for c in changes]
-    assert deltas == sorted(deltas, reverse=True)
+    flags = [c.changed for c in changes]
+    assert flags == sorted(flags, reverse=True)  # answers that changed come first
+    for group in (True, False):  # and within each group the largest score change first (threshold 0: all detected)
+        deltas = [abs(c.score_change) for c in changes if c.changed == group]
+        assert deltas == sorted(deltas, reverse=True)

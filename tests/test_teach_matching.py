@@ -15,7 +15,7 @@ from detr_core.objective.criterion import LossWeights, SetCriterion
 from detr_core.teaching.ground_truth import CocoSet
 from detr_core.objective.matcher import MatchWeights
 
-SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
+SHAPES_VAL = Path(__file__).resolve().parent.parent / "webapp" / "examples" / "shapes_val"
 
 
 def _random_case(seed: int, q: int, n: int, classes: int = 3):

@@ -118,7 +118,7 @@ def test_pipeline_tab_runs_once_per_image(session, models):
     again, *_ = show(session, cache, 0.5)
     assert again is cache
     placeholder = teach_pipeline.refresh_handler(models)(session, None, 0.5)
-    assert placeholder[0] is None and "Open this tab" in placeholder[7]
+    assert placeholder[0] is None and "Press the button" in placeholder[7]
 
 
 def test_matching_tab_on_a_bundled_image(session, models, tmp_path):

@@ -98,7 +98,7 @@ def test_cli_reports_an_unavailable_model_source(tmp_path, data, capsys, monkeyp
 @pytest.mark.parametrize("argv,message", [
     (["--data", "{tmp}/missing"], "missing does not exist"),
     (["--data", "{data}", "--batch-size", "9"], "fewer than --batch-size 9"),
-    (["--data", "{data}", "--init-from", "{tmp}/nothing.pth"], "neither a file nor one of"),
+    (["--data", "{data}", "--init-from", "{tmp}/nothing.pth"], "neither a file, a Hugging Face folder"),
     (["--data", "{data}", "--init-from", "shapes", "--resume", "{tmp}/x.pth"], "exclude each other"),
     (["--data", "{data}", "--max-steps", "0"], "--max-steps 0"),
     (["--data", "{data}", "--dropout", "1.5"], "dropout=1.5"),

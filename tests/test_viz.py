@@ -133,6 +133,30 @@ def test_export_figures_are_png(ins):
         viz.decoder_figure(ins, [])
 
 
+LONG_TITLE = ("runs/my-fine-tuned-detr/best.pth: pixel (268, 268) -> feature cell row 9/17, column 9/17, "
+              "encoder layer 6: where this location looks.")
+
+
+@pytest.mark.parametrize("make", ["view with colour bar", "view", "decoder", "detections"])
+def test_long_titles_of_export_figures_stay_inside_the_figure(ins, make):
+    """Matplotlib never wraps a title: one wider than the figure was cut at both edges of the PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    cards = viz.query_cards(ins, 0.0, show_all=True)[:2]
+    fig = {"view with colour bar": lambda: viz.view_figure(ins.image, LONG_TITLE, "inferno"),
+           "view": lambda: viz.view_figure(ins.image, LONG_TITLE),
+           "decoder": lambda: viz.decoder_figure(ins, cards, title=LONG_TITLE),
+           "detections": lambda: viz.detections_figure(ins, [], LONG_TITLE)}[make]()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    titles = [t for t in [ax.title for ax in fig.axes] + [fig._suptitle] if t is not None and t.get_text()]
+    assert titles
+    for title in titles:
+        box = title.get_window_extent(canvas.get_renderer())
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (title.get_text(), box, fig.bbox.width)
+    squeezed = ["".join(t.get_text().split()) for t in titles]
+    assert "".join(LONG_TITLE.split()) in squeezed  # wrapped onto lines, nothing lost
+
+
 def test_fast_heat_image_matches_the_float_path():
     coords = CoordinateMap((100, 150), (100, 150), (4, 5), 32)
     attention = np.random.default_rng(1).random((4, 5)).astype(np.float32)

@@ -128,7 +128,7 @@ def test_non_tensor_values_and_non_checkpoints(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="does not look like a DETR"):
         detr_core.load_model(tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="neither a file nor one of"):
+    with pytest.raises(ValueError, match="neither a file, a Hugging Face folder or Hub id .*nor one of"):
         detr_core.load_model("detr-r18-does-not-exist")
 
 
@@ -220,7 +220,7 @@ def test_bundled_shapes_model_finds_the_shapes_of_a_bundled_example():
     model = detr_core.load_model("shapes")
     assert model.class_names == ["circle", "square", "triangle", "star", "cross"]
     assert model.preprocess.min_size == 256 and not model.training
-    examples = Path(__file__).resolve().parents[1] / "examples" / "shapes_val"
+    examples = Path(__file__).resolve().parents[1] / "webapp" / "examples" / "shapes_val"
     coco = json.loads((examples / "annotations.json").read_text())
     first = coco["images"][0]
     truth = {c["name"] for a in coco["annotations"] if a["image_id"] == first["id"]

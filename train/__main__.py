@@ -2,6 +2,7 @@
 
     python -m train --data DIR --val-data DIR --output DIR --config shapes
     python -m train --data ann.json --images DIR --init-from detr-r50 --config r50 ...
+    python -m train --data DIR --init-from facebook/detr-resnet-50 --config r50 --export-hf hf-out ...
     torchrun --nproc_per_node 2 -m train ...        (same flags, several processes)
 
 Flags become a ``RunConfig``; nothing below this file sees argparse.
@@ -44,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Group DETR: train this many query groups (training only; default: the recipe's)")
     p.add_argument("--train-stem", action="store_true",
                    help="with --init-from: also train conv1 and layer1 (the official recipe freezes them)")
-    p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes" or a checkpoint path')
+    p.add_argument("--init-from", help='fine-tune from "detr-r50", "shapes", a checkpoint path, a Hugging Face'
+                                       ' model folder or Hub id ("facebook/detr-resnet-50"): any load_model source')
+    p.add_argument("--export-hf", type=Path, metavar="DIR",
+                   help="also write the best checkpoint (the last, without --val-data) in the Hugging Face format"
+                        " to DIR: transformers' from_pretrained opens it, `hf upload` shares it")
     p.add_argument("--resume", type=Path, help="continue a run from its last.pth")
     p.add_argument("--val-attention", action="store_true",
                    help="also log the share of decoder attention inside the detected boxes on "
@@ -94,8 +99,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=DataSource.from_paths(args.data, args.images), output=args.output,
         recipe=recipe_from_args(args), val_data=val, init_from=args.init_from, resume=args.resume,
-        dropout=args.dropout,
-        max_steps=args.max_steps, max_minutes=args.max_minutes, val_attention=args.val_attention, seed=args.seed,
+        dropout=args.dropout, export_hf=args.export_hf,
+        max_steps=args.max_steps, max_minutes=args.max_minutes, val_attention=args.val_attention,
+        seed=args.seed,
         num_workers=args.workers,
         progress_bar=not args.no_progress)
 

@@ -100,8 +100,8 @@ def load_for_resume(path: str | Path) -> dict:
 
 def group_queries_of(source: str) -> torch.Tensor | None:
     """The extra Group DETR queries [G-1, Q, d] a training checkpoint file holds, or None
-    (a model name such as "shapes", a model-only file, or a run without groups)."""
-    if not Path(source).is_file():
+    (a model name such as "shapes", a Hugging Face model, a model-only file, or a run without groups)."""
+    if not Path(source).is_file() or Path(source).suffix == ".safetensors":
         return None
     ckpt = read_checkpoint(source)
     extra = ckpt.get("extra_state") if isinstance(ckpt, dict) else None

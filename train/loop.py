@@ -19,6 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from detr_core import save_model
 from detr_core.objective.criterion import LOSS_NAMES, SetCriterion, weighted_total
 from detr_core.objective.matcher import HungarianMatcher
 
@@ -55,6 +56,7 @@ class RunConfig:
     init_from: str | None = None
     resume: Path | None = None
     dropout: float | None = None  # replaces an --init-from model's own rate (fresh runs: the recipe's)
+    export_hf: Path | None = None  # also write the best (or, without validation, the last) model here, HF format
     max_steps: int | None = None
     max_minutes: float | None = None  # stop at the first step boundary after this much training time
     val_attention: bool = False  # also log the share of decoder attention inside the boxes
@@ -296,6 +298,10 @@ class Trainer:
         checkpoints.save(ckpt, self.run.output / checkpoints.LAST)
         if is_best:
             checkpoints.save(ckpt, self.run.output / checkpoints.BEST)
+        if self.run.export_hf is not None and (is_best or self.val_set is None):
+            save_model(self.model, self.run.export_hf, format="hf")
+            log.info("wrote the %s model in the Hugging Face format to %s",
+                     "best" if is_best else "last", self.run.export_hf)
 
 
 def train(run: RunConfig, info: DistInfo = DistInfo()) -> TrainResult:

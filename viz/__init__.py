@@ -9,21 +9,21 @@ Usable from a notebook without Gradio:
     viz.sampling_image(ins, viz.card_for(ins, 5), layer=-1)   # deformable DETR-family models
 """
 from .decoder import QueryCard, card_for, class_summary, head_grid, query_cards, query_image
-from .detections import TABLE_HEADERS, Box, detection_rows, draw_boxes, draw_detections
+from .detections import TABLE_HEADERS, Box, detection_boxes, detection_rows, draw_boxes, draw_detections
 from .encoder import describe_point, encoder_head_grid, encoder_image
-from .figures import decoder_figure, detections_figure, figure_png, view_figure
+from .print_figures import decoder_figure, detections_figure, figure_png, view_figure
 from .grid import tile_grid
-from .heatmap import blend, colorize, draw_marker, fit, heat_image, normalise, overlay, upsample
+from .heatmap import blend, colorize, draw_marker, enlarge, fit, heat_image, normalise, overlay, upsample
 from .palette import COLORMAPS, box_colour, colormap_lut, level_colour
 from .sampling import draw_points, level_names, sampling_head_grid, sampling_image
 from .sampling_figure import sampling_figure
 
 __all__ = [
     "QueryCard", "card_for", "class_summary", "head_grid", "query_cards", "query_image",
-    "TABLE_HEADERS", "Box", "detection_rows", "draw_boxes", "draw_detections",
+    "TABLE_HEADERS", "Box", "detection_boxes", "detection_rows", "draw_boxes", "draw_detections",
     "describe_point", "encoder_head_grid", "encoder_image",
     "decoder_figure", "detections_figure", "figure_png", "view_figure", "tile_grid",
-    "blend", "colorize", "draw_marker", "fit", "heat_image", "normalise", "overlay", "upsample",
+    "blend", "colorize", "draw_marker", "enlarge", "fit", "heat_image", "normalise", "overlay", "upsample",
     "COLORMAPS", "box_colour", "colormap_lut", "level_colour",
     "draw_points", "level_names", "sampling_head_grid", "sampling_image", "sampling_figure",
 ]

@@ -32,6 +32,16 @@ def ablation_image(before: Inspection, after: Inspection, ablation: HeadAblation
     return tile_grid(tiles, ["all heads", f"heads {heads} off"], columns=2)
 
 
+def describe_changes(changes: Sequence[QueryChange]) -> str:
+    """Which queries changed their answer (class, or object vs no object), in words; score moves do not count."""
+    changed = [c for c in changes if c.changed]
+    if not changed:
+        return "no query changed its answer (scores may still have moved: see the table)"
+    items = "; ".join(f"query {c.query}: {c.answer_before} -> {c.answer_after}" for c in changed)
+    one = len(changed) == 1
+    return f"{len(changed)} {'query' if one else 'queries'} changed {'its' if one else 'their'} answer ({items})"
+
+
 def change_rows(changes: Sequence[QueryChange], limit: int = 20) -> list[list]:
     """Table rows in CHANGE_HEADERS order, the first `limit` changes."""
     return [[c.query, c.before, c.after, round(c.score_change, 3), round(c.box_shift, 3)] for c in changes[:limit]]

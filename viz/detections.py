@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from detr_core import Detection
@@ -58,7 +59,14 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     return draw_boxes(image, detection_boxes(detections))
 
 
-def detection_rows(detections: Sequence[Detection]) -> list[list]:
-    """One table row per detection, in TABLE_HEADERS order; box corners rounded to whole pixels."""
-    return [[rank, d.query, d.name, round(d.score, 3), *(round(v) for v in d.box)]
-            for rank, d in enumerate(detections)]
+def detection_rows(detections: Sequence[Detection], boxes: np.ndarray | None = None) -> list[list]:
+    """One table row per detection, in TABLE_HEADERS order, box corners rounded to whole pixels.
+
+    boxes: [N, 4] x0, y0, x1, y1 to report instead of each detection's own box (e.g. in the uploaded image's
+    pixels and clipped to it, as the app's table shows them).
+    """
+    corners = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4) if boxes is None else boxes
+    if len(corners) != len(detections):
+        raise ValueError(f"{len(corners)} boxes for {len(detections)} detections")
+    return [[rank, d.query, d.name, round(d.score, 3), *(round(float(v)) for v in box)]
+            for rank, (d, box) in enumerate(zip(detections, corners))]

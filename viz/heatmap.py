@@ -96,6 +96,17 @@ def fit(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.BILINEAR, reducing_gap=2.0)
 
 
+def enlarge(image: Image.Image, min_side: int) -> Image.Image:
+    """The image itself if its longer side is at least min_side, else a copy enlarged (bicubic) to min_side,
+    for views of small images: drawn at their own size, the page scales them up and their labels blur."""
+    if min_side < 1:
+        raise ValueError(f"min_side={min_side} must be positive")
+    scale = min_side / max(image.size)
+    if scale <= 1.0:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+
+
 def draw_marker(image: Image.Image, x: float, y: float, colour=MARKER_COLOUR) -> Image.Image:
     """A ring with a dark outline at (x, y) in this image's pixels, visible on any background. Draws in place."""
     draw = ImageDraw.Draw(image)

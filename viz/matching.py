@@ -89,8 +89,9 @@ def describe_losses(expl: MatchingExplanation) -> str:
     w = expl.loss_weights
     parts = [f"class (cross-entropy, no-object weight {w.eos_coef:g}) {expl.losses['loss_ce']:.3f} x{w.ce:g}",
              f"L1 {expl.losses['loss_bbox']:.3f} x{w.bbox:g}", f"GIoU {expl.losses['loss_giou']:.3f} x{w.giou:g}"]
+    matched, rest = len(expl.pred_idx), expl.num_queries - len(expl.pred_idx)
     return (f"**Loss (last decoder layer):** {'; '.join(parts)} = **{expl.weighted_loss:.3f}**. "
             f"The assignment's total cost {expl.assignment_cost:.3f} is the smallest of all one-to-one assignments; "
-            f"{len(expl.pred_idx)} queries are matched, the other {expl.num_queries - len(expl.pred_idx)} are trained "
-            "to say \"no object\".")
+            f"{matched} {'query is' if matched == 1 else 'queries are'} matched, the other {rest} "
+            f"{'is' if rest == 1 else 'are'} trained to say \"no object\".")
 

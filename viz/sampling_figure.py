@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from .decoder import QueryCard
-from .figures import PANEL_INCHES, _box, _show
+from .print_figures import PANEL_INCHES, _box, _show
 from .heatmap import normalise, upsample
 from .palette import REFERENCE_COLOUR, hex_colour, level_colour
 from .sampling import level_names

@@ -1,6 +1,7 @@
 """Print-quality figures for slides, in the style of the DETR paper, and their command line:
 
-    python -m viz.figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both|sampling] [--points X,Y ...]
+    detr-lens-figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both|sampling] [--points X,Y ...]
+    (from a clone also: python -m viz.figures ...)
 
 encoder: the image with reference points, and each point's encoder self-attention (paper Fig. 3).
 decoder: every detection's decoder cross-attention with its box (paper Fig. 6).
@@ -11,6 +12,7 @@ with its box and reference point, above their splatted heatmap (the Deformable D
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -21,12 +23,11 @@ from detr_core import Inspection
 from detr_core.family import capabilities
 
 from .decoder import query_cards
-from .figures import PANEL_INCHES, decoder_figure
+from .print_figures import PANEL_INCHES, decoder_figure
 from .heatmap import normalise, upsample
 from .sampling_figure import sampling_figure
 
 FIGURES = ("encoder", "decoder", "both", "sampling")
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")  # a missing file, not a Hub id
 POINT_COLOURS = ("#00ffff", "#ff00ff", "#ffff00", "#00ff00", "#ff8800", "#ffffff")
 
 
@@ -94,19 +95,6 @@ def sampling_detections_figure(ins, threshold: float, layer: int = -1, head: int
     return sampling_figure(ins, cards, layer, head, cmap, title)
 
 
-def open_model(source: str):
-    """A DETR (zoo name, bundled name, checkpoint file) or a DETR-family model (folder with config.json,
-    Hub id)."""
-    import detr_core
-    from detr_core.family import is_family_source, load_family_model
-    from detr_core.family.loading import HUB_ID
-
-    hub_id = HUB_ID.match(source) and not Path(source).exists() and Path(source).suffix not in CHECKPOINT_SUFFIXES
-    if is_family_source(source) or hub_id:
-        return load_family_model(source)
-    return detr_core.load_model(source)
-
-
 def _parse_point(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
@@ -131,9 +119,11 @@ def save_figures(figures: dict[str, Figure], out: Path, dpi: int) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from detr_core.family import inspect_any  # here: drawing functions never need a model
+    from detr_core.family import inspect_any, open_any  # here: drawing functions never need a model
 
-    parser = argparse.ArgumentParser(prog="python -m viz.figures", description="Paper-style DETR figures for slides.")
+    installed = Path(sys.argv[0]).name == "detr-lens-figures"  # the console script, else python -m viz.figures
+    parser = argparse.ArgumentParser(prog="detr-lens-figures" if installed else "python -m viz.figures",
+                                     description="Paper-style DETR figures for slides.")
     parser.add_argument("image")
     parser.add_argument("--model", required=True,
                         help="detr-r50, shapes, untrained, ..., a checkpoint path, or a DETR-family folder / Hub id")
@@ -149,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dpi", type=int, default=300)
     args = parser.parse_args(argv)
     try:
-        ins = inspect_any(open_model(args.model), args.image)
+        ins = inspect_any(open_any(args.model), args.image)
         layer = args.layer - 1 if args.layer > 0 else -1
         figures = {}
         if args.figure in ("encoder", "both"):

@@ -1,14 +1,17 @@
 """What every tab shares: the session state, the common controls, and the steps to run after a new analysis."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import gradio as gr
 
 if TYPE_CHECKING:
     from .models import ModelCache
+
+NO_IMAGE_HINT = "Upload an image on the left (or pick one of the examples under it) to see {what}."
 
 
 @dataclass
@@ -20,6 +23,14 @@ class Step:
     outputs: list
 
 
+@dataclass(frozen=True)
+class ViewSlot:
+    """A tab's content and the hint shown in its place while there is no image."""
+
+    hint: gr.Markdown
+    body: gr.Column
+
+
 @dataclass
 class AppContext:
     session: gr.State  # Session | None
@@ -27,12 +38,33 @@ class AppContext:
     threshold: gr.Slider
     alpha: gr.Slider
     cmap: gr.Dropdown
-    tabs: gr.Tabs
     models: "ModelCache"  # the process's models, for views that re-run one (never a second copy)
     data_roots: tuple[Path, ...] = ()  # folders whose data sets the page may open (teaching views)
+    groups: gr.Tabs | None = None  # the top level of tabs: "Inspect" and "Teach"
+    inspect_tabs: gr.Tabs | None = None  # detections, decoder, encoder
     after_analysis: list[Step] = field(default_factory=list)
+    views: list[ViewSlot] = field(default_factory=list)
+    exports: list[gr.File] = field(default_factory=list)  # emptied on every new image: no stale figure on offer
 
     @property
     def display(self) -> list:
         """The heatmap display controls, in the order handlers take them (alpha, cmap)."""
         return [self.alpha, self.cmap]
+
+    @contextmanager
+    def view(self, label: str, tab_id: str, what: str) -> Iterator[gr.Tab]:
+        """A tab whose content appears once an image has been analysed; before that a one-line hint stands in
+        its place, so opening a view early shows what to do instead of an error."""
+        with gr.Tab(label, id=tab_id) as tab:
+            hint = gr.Markdown(NO_IMAGE_HINT.format(what=what), elem_classes=["no-image-hint"])
+            with gr.Column(visible=False) as body:
+                yield tab
+        self.views.append(ViewSlot(hint, body))
+
+    def export_controls(self, view_id: str) -> tuple[gr.Button, gr.File]:
+        """The folded "export this view" row every inspect tab has: a button and the file it makes."""
+        with gr.Accordion("Export this view as a PNG figure", open=False, elem_id=f"{view_id}-export"):
+            button = gr.Button("Make figure", size="sm", elem_id=f"{view_id}-export-button")
+            file = gr.File(label="Figure (PNG)", elem_id=f"{view_id}-export-file")
+        self.exports.append(file)
+        return button, file

@@ -2,38 +2,47 @@
 from __future__ import annotations
 
 import functools
+import html
 
 import gradio as gr
 
 from .session import Session
 
-MEAN, MAX, GRID = "mean", "max", "grid"
+# Head selector values are what the page shows, so a script (gradio_client) passes exactly the label it sees.
+MEAN, MAX, GRID = "mean over heads", "max over heads", "all heads (grid)"
 LOOKS_FROM = "where this location looks"
 LOOKED_AT = "which locations look here"
 DIRECTIONS = (LOOKS_FROM, LOOKED_AT)
 NO_IMAGE = "Upload an image first (or pick one of the examples)."
 
 
-def head_choices(heads: int) -> list[tuple[str, str]]:
-    """Dropdown (label, value) pairs: mean, max, each head (1-based), grid of all heads."""
-    return ([("mean over heads", MEAN), ("max over heads", MAX)]
-            + [(f"head {h}", str(h)) for h in range(1, heads + 1)]
-            + [("all heads (grid)", GRID)])
+def head_choices(heads: int) -> list[str]:
+    """Dropdown choices: mean, max, each head (1-based), grid of all heads."""
+    return [MEAN, MAX, *(f"head {h}" for h in range(1, heads + 1)), GRID]
 
 
 def parse_head(value: str | int | None, heads: int):
-    """'mean'/'max'/'grid'/'1'..'heads' -> None, 'max', GRID or a 0-based index (what Inspection takes)."""
-    if value in (None, "", MEAN):
+    """A head choice -> None (mean), "max", GRID or a 0-based index (what Inspection takes).
+
+    Also takes the short forms "mean", "max", "grid" and a bare head number "3".
+    """
+    if value in (None, "", MEAN, "mean"):
         return None
-    if value in (MAX, GRID):
-        return value
-    try:
-        index = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"head={value!r}: choose mean, max, grid or a head number 1..{heads}") from None
-    if not 1 <= index <= heads:
+    if value in (MAX, "max"):
+        return "max"
+    if value in (GRID, "grid"):
+        return GRID
+    text = str(value).removeprefix("head ").strip()
+    if not text.isdigit():
+        raise ValueError(f"head={value!r}: choose {MEAN!r}, {MAX!r}, {GRID!r} or 'head 1'..'head {heads}'")
+    if not 1 <= int(text) <= heads:
         raise ValueError(f"head={value!r}: this model has heads 1..{heads}")
-    return index - 1
+    return int(text) - 1
+
+
+def fitted_head(value, heads: int) -> str:
+    """The head choice kept after a new analysis: the same one if this model has it, else the mean."""
+    return value if value in head_choices(heads) else MEAN
 
 
 def layer_index(layer: float | int | None, layers: int) -> int:
@@ -55,8 +64,19 @@ def incoming(direction: str | None) -> bool:
 
 def require(session: Session | None) -> Session:
     if session is None:
-        raise gr.Error(NO_IMAGE)
+        raise gr.Error(NO_IMAGE, print_exception=False)
     return session
+
+
+def skip_before_image(fn, outputs: int):
+    """For events that redraw a view without the user aiming at it (the threshold slider, opening a tab):
+    before any image they leave the page alone instead of reporting an error. The session is the first input."""
+    @functools.wraps(fn)
+    def wrapper(session, *args, **kwargs):
+        if session is None:
+            return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+        return fn(session, *args, **kwargs)
+    return wrapper
 
 
 def user_errors(fn):
@@ -66,5 +86,5 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from None
     return wrapper

@@ -6,8 +6,9 @@ import gradio as gr
 import viz
 
 from .context import AppContext, Step
-from .controls import GRID, MEAN, head_choices, layer_index, parse_head, require, user_errors
-from .export import export_controls, write_png
+from .controls import (GRID, MEAN, fitted_head, head_choices, layer_index, parse_head, require, skip_before_image,
+                       user_errors)
+from .export import write_png
 from .session import Session
 
 TILE_SIDE = 200  # gallery thumbnails (shown ~150 px wide): even 100 of them must draw fast
@@ -40,7 +41,7 @@ def render_query(session: Session | None, query, layer, head, alpha: float, cmap
         raise ValueError(f"query={query!r}: choose a tile in the gallery")
     card = viz.card_for(ins, int(query))
     image = (viz.head_grid(ins, card, layer, alpha, cmap) if head == GRID
-             else viz.query_image(ins, card, layer, head, alpha, cmap))
+             else viz.query_image(ins, card, layer, head, alpha, cmap, base=session.view_base()))
     probabilities = ", ".join(f"{name} {p:.3f}" for name, p in viz.class_summary(ins, card.query))
     return image, (f"**Query {card.query}** (decoder layer {layer + 1}): {probabilities}  \n"
                    + _in_box_line(ins, card.query, layer))
@@ -72,7 +73,7 @@ def refresh(session: Session | None, threshold: float, show_all: bool, layer, he
     ins = require(session).inspection
     layers, heads = ins.decoder_cross_attention.shape[:2]
     layer = min(int(layer or layers), layers)
-    head = head if head in (MEAN, "max", GRID) or (str(head).isdigit() and int(head) <= heads) else MEAN
+    head = fitted_head(head, heads)
     query = viz.query_cards(ins, 0.0, show_all=True)[0].query
     return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head),
             render_gallery(session, threshold, show_all, layer, head, alpha, cmap), query,
@@ -94,7 +95,7 @@ def export_decoder(session: Session | None, threshold: float, show_all: bool, qu
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("Decoder: where each query looks", id="decoder"):
+    with ctx.view("Decoder", "decoder", "where each object query looks"):
         with gr.Row():
             layer = gr.Slider(1, 6, value=6, step=1, label="Decoder layer", elem_id="decoder-layer")
             head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head")
@@ -105,17 +106,21 @@ def build(ctx: AppContext) -> None:
         with gr.Row():
             query = gr.Number(label="Query", precision=0, minimum=0, elem_id="query-number", scale=1)
             info = gr.Markdown(elem_id="query-info")
-        view = gr.Image(label="Chosen query", interactive=False, format="jpeg", elem_id="query-view")
-        export, file = export_controls()
+        # no label badge: it would sit over the first head's caption in the grid (the text above names the view)
+        view = gr.Image(label="Chosen query", show_label=False, interactive=False, format="jpeg",
+                        elem_id="query-view")
+        export, file = ctx.export_controls("decoder")
 
     s, d = ctx.session, ctx.display
     gallery_in = [s, ctx.threshold, show_all, layer, head, *d]
     query_in = [s, query, layer, head, *d]
     # .input, not .change: refresh() sets these selectors, and that must not redraw everything twice.
     gr.on([ctx.threshold.input, show_all.input, layer.input, head.input, ctx.alpha.input, ctx.cmap.input],
-          render_gallery, gallery_in, gallery, api_name="query_gallery", trigger_mode="always_last")
+          skip_before_image(render_gallery, 1), gallery_in, gallery, api_name="query_gallery",
+          trigger_mode="always_last")
     gr.on([query.submit, layer.input, head.input, ctx.alpha.input, ctx.cmap.input],
-          render_query, query_in, [view, info], api_name="query_view", trigger_mode="always_last")
+          skip_before_image(render_query, 2), query_in, [view, info], api_name="query_view",
+          trigger_mode="always_last")
     gallery.select(select_tile, gallery_in, [query, view, info], api_name="select_query")
     export.click(export_decoder, [s, ctx.threshold, show_all, query, layer, head, ctx.cmap], file,
                  api_name="export_decoder")

@@ -6,9 +6,9 @@ import gradio as gr
 import viz
 
 from .context import AppContext, Step
-from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, head_choices, incoming, layer_index, parse_head,
-                       require, user_errors)
-from .export import export_controls, write_png
+from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, fitted_head, head_choices, incoming, layer_index,
+                       parse_head, require, skip_before_image, user_errors)
+from .export import write_png
 from .session import Session
 
 
@@ -28,13 +28,14 @@ def render_encoder(session: Session | None, x, y, layer, head, direction: str, a
     if head == GRID:
         image = viz.encoder_head_grid(ins, x, y, layer, into, alpha, cmap)
     else:
-        image = viz.encoder_image(ins, x, y, layer, head, into, alpha, cmap)
+        image = viz.encoder_image(ins, x, y, layer, head, into, alpha, cmap, base=session.view_base())
     return image, f"{viz.describe_point(ins, x, y)}, encoder layer {layer + 1}: {direction or LOOKS_FROM}."
 
 
 @user_errors
 def click(session: Session | None, layer, head, direction: str, alpha: float, cmap: str, evt: gr.SelectData):
-    """Click on the input image -> (x, y, encoder view, description, the encoder tab brought forward).
+    """Click on the input image -> (x, y, encoder view, description, the encoder tab brought forward: the
+    "Inspect" group and in it the encoder tab).
 
     The input image shows exactly the image that was analysed, so the event's pixel index is already in
     original-image pixels whatever size the browser displays it at.
@@ -43,7 +44,8 @@ def click(session: Session | None, layer, head, direction: str, alpha: float, cm
     if not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2 or None in evt.index:
         raise ValueError("that click did not land on the image; click on the picture itself")
     x, y = evt.index
-    return (x, y, *render_encoder(session, x, y, layer, head, direction, alpha, cmap), gr.Tabs(selected="encoder"))
+    return (x, y, *render_encoder(session, x, y, layer, head, direction, alpha, cmap), gr.Tabs(selected="inspect"),
+            gr.Tabs(selected="encoder"))
 
 
 @user_errors
@@ -52,7 +54,7 @@ def refresh(session: Session | None, layer, head, direction: str, alpha: float, 
     ins = require(session).inspection
     layers, heads = ins.encoder_attention.shape[:2]
     layer = min(int(layer or layers), layers)
-    head = head if head in (MEAN, "max", GRID) or (str(head).isdigit() and int(head) <= heads) else MEAN
+    head = fitted_head(head, heads)
     h, w = ins.image_size
     x, y = w // 2, h // 2
     return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head), x, y,
@@ -66,7 +68,7 @@ def export_encoder(session: Session | None, x, y, layer, head, direction: str, c
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("Encoder: click a point", id="encoder"):
+    with ctx.view("Encoder", "encoder", "where each location looks (click on the image)"):
         gr.Markdown("Click anywhere on the input image (left) to see the encoder self-attention of the"
                     " feature cell under that point.")
         with gr.Row():
@@ -77,14 +79,18 @@ def build(ctx: AppContext) -> None:
             x = gr.Number(label="x (pixels)", precision=0, minimum=0, elem_id="point-x")
             y = gr.Number(label="y (pixels)", precision=0, minimum=0, elem_id="point-y")
             info = gr.Markdown(elem_id="encoder-info")
-        view = gr.Image(label="Encoder attention", interactive=False, format="jpeg", elem_id="encoder-map")
-        export, file = export_controls()
+        # no label badge: it would sit over the first head's caption in the grid (the text above names the view)
+        view = gr.Image(label="Encoder attention", show_label=False, interactive=False, format="jpeg",
+                        elem_id="encoder-map")
+        export, file = ctx.export_controls("encoder")
 
     s, d = ctx.session, ctx.display
     view_in = [s, x, y, layer, head, direction, *d]
     gr.on([x.submit, y.submit, layer.input, head.input, direction.input, ctx.alpha.input, ctx.cmap.input],
-          render_encoder, view_in, [view, info], api_name="encoder_map", trigger_mode="always_last")
-    ctx.input_image.select(click, [s, layer, head, direction, *d], [x, y, view, info, ctx.tabs],
-                           api_name="encoder_click", trigger_mode="always_last")
+          skip_before_image(render_encoder, 2), view_in, [view, info], api_name="encoder_map",
+          trigger_mode="always_last")
+    ctx.input_image.select(skip_before_image(click, 6), [s, layer, head, direction, *d],
+                           [x, y, view, info, ctx.groups, ctx.inspect_tabs], api_name="encoder_click",
+                           trigger_mode="always_last")
     export.click(export_encoder, [s, x, y, layer, head, direction, ctx.cmap], file, api_name="export_encoder")
     ctx.after_analysis.append(Step(refresh, [s, layer, head, direction, *d], [layer, head, x, y, view, info]))

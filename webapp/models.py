@@ -5,10 +5,12 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 import detr_core
+from detr_core.weights.hub import parse_hub_ref
 from detr_core.weights.auto import AutoChoice, choose_model
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,17 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
 MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", "untrained")
+NAMES = (*MENU, TINY)  # every name the app accepts; anything else must be a checkpoint path
+
+
+def check_source(name: str) -> str:
+    """`name` if the app can try to load it (a name in NAMES, an existing path or a Hub id); else ValueError
+    naming the valid names, so that a typo is refused when the app starts rather than on the page."""
+    if name in NAMES or Path(name).expanduser().exists() or parse_hub_ref(name) is not None:
+        return name
+    raise ValueError(f"--model {name}: not a model name, no such file, and not a Hugging Face Hub id"
+                     f" (owner/name). Choose one of {', '.join(NAMES)}, or give the path of a checkpoint file"
+                     " or model folder")
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class ModelCache:
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
             model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
         if not self._optimize:
+            model.use_inference_twin = False  # the plain model, also where detr_core would run its inference twin
             return model
         fast = detr_core.optimize_for_inference(model, precision=self._precision)
         if self._compile:
@@ -99,7 +113,19 @@ def describe(loaded: LoadedModel) -> str:
              f" {config.num_queries} queries")
     untrained = loaded.source in ("untrained", TINY) and "UNTRAINED" not in loaded.reason
     warning = " **Untrained: detections and attention are random.**" if untrained else ""
+    origin = getattr(loaded.model, "hf_origin", None)
+    if origin is not None and origin.mask_head_omitted:
+        warning += (f" **Panoptic checkpoint ({origin.architecture}):** the lens shows its detection part; the"
+                    " mask head is not shown.")
     if getattr(loaded.model, "approximate", False):
         warning += (" **Approximate mode:** the backbone runs in bfloat16, so scores, boxes and attention differ"
                     " slightly (about 1%) from the official float32 model.")
-    return f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}.{warning}"
+    return (f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}. {known_classes(loaded.model.class_names)}."
+            f"{warning}")
+
+
+def known_classes(class_names, shown: int = 8) -> str:
+    """What the model can find, in one sentence: a model only ever answers one of its classes or "no object"."""
+    names = [n for n in class_names if n != "N/A"]  # the unused ids of the COCO-91 layout
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"It knows {len(names)} class{'' if len(names) == 1 else 'es'}: {listed}"

@@ -7,7 +7,7 @@ import viz.ablation
 from detr_core.teaching.ablation import KINDS, HeadAblation, compare, inspect_ablated
 
 from .context import AppContext, Step
-from .controls import require, user_errors
+from .controls import require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
@@ -36,9 +36,8 @@ def ablation_handler(models: ModelCache):
         progress(0.1, desc="Forward pass with the heads switched off...")
         after = inspect_ablated(session_model(models, session), ins.image, ablation)
         changes = compare(ins, after, threshold)
-        moved = sum(1 for c in changes if c.before != c.after)
         summary = (f"**{viz.ablation.describe_ablation(ablation)}**: {len(ins.detections(threshold))} detections "
-                   f"before, {len(after.detections(threshold))} after; {moved} queries changed their answer.")
+                   f"before, {len(after.detections(threshold))} after; {viz.ablation.describe_changes(changes)}.")
         return viz.ablation.ablation_image(ins, after, ablation, threshold), \
             viz.ablation.change_rows(changes), summary
     return ablate
@@ -55,7 +54,7 @@ def refresh(session: Session | None, kind: str, layer):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Head ablation", id="teach-ablation"):
+    with ctx.view("Head ablation", "teach-ablation", "which detections depend on which attention heads"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             kind = gr.Radio(KIND_CHOICES, value="cross", label="Attention", elem_id="ablation-kind")
@@ -69,5 +68,6 @@ def build(ctx: AppContext) -> None:
                              interactive=False, elem_id="ablation-table")
     button.click(ablation_handler(models), [ctx.session, kind, layer, heads, ctx.threshold], [image, table, summary],
                  api_name="teach_ablation", concurrency_limit=1, concurrency_id="forward")
-    kind.input(refresh, [ctx.session, kind, layer], [layer, heads], api_name="teach_ablation_kind")
+    kind.input(skip_before_image(refresh, 2), [ctx.session, kind, layer], [layer, heads],
+               api_name="teach_ablation_kind")
     ctx.after_analysis.append(Step(refresh, [ctx.session, kind, layer], [layer, heads]))

@@ -40,7 +40,7 @@ def refresh(session: Session | None, query):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Beyond raw attention", id="teach-explain"):
+    with ctx.view("Beyond attention", "teach-explain", "raw attention, rollout and relevance for one detection"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             query = gr.Dropdown([], label="Detection (query, most confident first)", elem_id="explain-query", scale=3)

@@ -6,7 +6,7 @@ import gradio as gr
 import viz.layers
 
 from .context import AppContext, Step
-from .controls import require, user_errors
+from .controls import require, skip_before_image, user_errors
 from .session import Session
 from .teach_common import chosen_query, query_choices, query_dropdown_update
 
@@ -34,7 +34,7 @@ def refresh(session: Session | None, query, alpha: float, cmap: str):
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("Layer by layer (decoder)", id="teach-layers"):
+    with ctx.view("Layers", "teach-layers", "one query refined by each decoder layer"):
         gr.Markdown(EXPLANATION)
         query = gr.Dropdown([], label="Query (most confident first)", elem_id="layers-query")
         strip = gr.Image(label="Each decoder layer: its box and its cross-attention", interactive=False,
@@ -42,6 +42,7 @@ def build(ctx: AppContext) -> None:
         table = gr.Dataframe(headers=viz.layers.LAYER_HEADERS, label="Prediction after each layer",
                              interactive=False, elem_id="layers-table")
     inputs = [ctx.session, query, *ctx.display]
-    gr.on([query.input, ctx.alpha.input, ctx.cmap.input], render_layers, inputs, [strip, table],
+    gr.on([query.input, ctx.alpha.input, ctx.cmap.input], skip_before_image(render_layers, 2), inputs,
+          [strip, table],
           api_name="teach_layers", trigger_mode="always_last")
     ctx.after_analysis.append(Step(refresh, inputs, [query, strip, table]))

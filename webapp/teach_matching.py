@@ -15,13 +15,13 @@ from detr_core.teaching.ground_truth import CocoSet
 from detr_core.objective.matcher import MatchWeights
 from detr_core.teaching.matching_explorer import explain_matching
 
+from .bundled import SHAPES_VAL
 from .context import AppContext
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
 
-SHAPES_VAL = Path(__file__).resolve().parent.parent / "examples" / "shapes_val"
 EXPLANATION = ("Training pairs each ground-truth object with exactly one query: the pairing with the smallest total "
                "cost (class + L1 + GIoU, weighted) over all one-to-one assignments, found by the Hungarian algorithm. "
                "Matched queries learn their object's class and box; every other query learns \"no object\". "
@@ -84,7 +84,7 @@ def match_handler(models: ModelCache, roots: tuple[Path, ...]):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Hungarian matching", id="teach-matching"):
+    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             data = gr.Textbox(str(SHAPES_VAL), label="COCO-format set (folder or annotations .json)",
@@ -99,12 +99,15 @@ def build(ctx: AppContext) -> None:
         losses = gr.Markdown(elem_id="matching-losses")
         pairs = gr.Image(label="Ground truth (white), matched queries (colour), unmatched (grey)", interactive=False,
                          format="png", elem_id="matching-pairs")
-        costs = gr.Image(label="Costs: targets x queries, optimal assignment circled", interactive=False,
-                         format="png", elem_id="matching-costs")
+        # the caption above the plot, not as the image's label badge, which covered the first plot's title
+        gr.Markdown("**Costs**: targets x queries, the optimal assignment circled")
+        costs = gr.Image(label="Costs: targets x queries, optimal assignment circled", show_label=False,
+                         interactive=False, format="png", elem_id="matching-costs")
         table = gr.Dataframe(headers=viz.matching.MATCH_HEADERS, label="Every query's training target",
                              interactive=False, elem_id="matching-table")
         cache = gr.State(None)
     data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
-    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit], match_handler(models, ctx.data_roots),
-          [ctx.session, data, name, w_class, w_bbox, w_giou, cache], [cache, pairs, costs, table, losses],
-          api_name="teach_matching", concurrency_limit=1, concurrency_id="forward")
+    gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit],
+          match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou, cache],
+          [cache, pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1,
+          concurrency_id="forward")

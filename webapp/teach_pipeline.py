@@ -12,14 +12,14 @@ import viz.pipeline
 from detr_core.teaching.pipeline import inspect_with_stages
 
 from .context import AppContext, Step
-from .controls import require, user_errors
+from .controls import require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
 
 STAGES = 6
-INTRO = ("How DETR gets from pixels to a set of boxes, on your image. Opening this tab runs the model once more "
-         "to keep the tensors between the stages.")
+INTRO = ("How DETR gets from pixels to a set of boxes, on your image. Opening this tab (or pressing the button) runs "
+         "the model once more to keep the tensors between the stages.")
 
 
 def _stages_for(models: ModelCache, session: Session, cache, progress):
@@ -49,7 +49,7 @@ def refresh_handler(models: ModelCache):
 
     def refresh(session: Session | None, cache, threshold: float):
         if cache is None:
-            return (None, *[None] * STAGES, "Open this tab (or press the button) to walk through the pipeline.",
+            return (None, *[None] * STAGES, "Press the button above to walk through the pipeline for this image.",
                     *[""] * (STAGES - 1))
         return show(session, cache, threshold)
     return refresh
@@ -57,7 +57,7 @@ def refresh_handler(models: ModelCache):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Pipeline walk-through", id="teach-pipeline") as tab:
+    with ctx.view("Pipeline", "teach-pipeline", "how DETR gets from pixels to boxes, stage by stage") as tab:
         gr.Markdown(INTRO)
         button = gr.Button("Show the pipeline for this image", size="sm", elem_id="pipeline-run")
         cache = gr.State(None)
@@ -68,6 +68,6 @@ def build(ctx: AppContext) -> None:
                                        elem_id=f"pipeline-image-{i + 1}", scale=3))
                 texts.append(gr.Markdown(elem_id=f"pipeline-text-{i + 1}"))
     inputs, outputs = [ctx.session, cache, ctx.threshold], [cache, *images, *texts]
-    gr.on([tab.select, button.click], show_handler(models), inputs, outputs, api_name="teach_pipeline",
-          concurrency_limit=1, concurrency_id="forward")
+    gr.on([tab.select, button.click], skip_before_image(show_handler(models), len(outputs)), inputs, outputs,
+          api_name="teach_pipeline", concurrency_limit=1, concurrency_id="forward")
     ctx.after_analysis.append(Step(refresh_handler(models), inputs, outputs))

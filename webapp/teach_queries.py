@@ -7,7 +7,7 @@ import viz.all_queries
 from detr_core.teaching.set_prediction import suppressed_duplicates
 
 from .context import AppContext, Step
-from .controls import require, user_errors
+from .controls import require, skip_before_image, user_errors
 from .session import Session
 
 SIDE = 800
@@ -28,7 +28,7 @@ def render_queries(session: Session | None, threshold: float):
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("All queries (no NMS)", id="teach-queries"):
+    with ctx.view("All queries", "teach-queries", "every query's box at once (DETR needs no NMS)"):
         gr.Markdown(EXPLANATION)
         summary = gr.Markdown(elem_id="queries-summary")
         image = gr.Image(label="Every query's box (opacity: 1 - P(no object))", interactive=False, format="jpeg",
@@ -36,5 +36,6 @@ def build(ctx: AppContext) -> None:
         bars = gr.Image(label="Per query: best class, other classes, no object", interactive=False, format="png",
                         elem_id="queries-bars")
     inputs, outputs = [ctx.session, ctx.threshold], [image, bars, summary]
-    ctx.threshold.input(render_queries, inputs, outputs, api_name="teach_queries", trigger_mode="always_last")
+    ctx.threshold.input(skip_before_image(render_queries, len(outputs)), inputs, outputs, api_name="teach_queries",
+                        trigger_mode="always_last")
     ctx.after_analysis.append(Step(render_queries, inputs, outputs))

@@ -1,7 +1,7 @@
 """Teaching tab: where each query slot puts its boxes over a data set (the paper's Fig. 7).
 
-Reads a file precomputed by `python -m detr_core.teaching.query_slots` for the current model (examples/query_slots/
-<model>.npz); without one, computes it over the bundled examples on request.
+Reads a file precomputed by `python -m detr_core.teaching.query_slots` for the current model (webapp/examples/
+query_slots/<model>.npz); without one, computes it over the bundled examples on request.
 """
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ import viz.query_slots
 from detr_core.teaching.ground_truth import CocoSet, image_folder
 from detr_core.teaching.query_slots import QuerySlotStats, collect
 
+from .bundled import EXAMPLES_DIR, QUERY_SLOTS_DIR, SHAPES_VAL
 from .context import AppContext, Step
-from .controls import require, user_errors
+from .controls import require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PRECOMPUTED = EXAMPLES / "query_slots"
+PRECOMPUTED = QUERY_SLOTS_DIR
 EXPLANATION = ("DETR's queries are not anchors: nobody told them where to look. Over many images, each slot still "
                "specialises: a dot per image at the centre of the slot's box (green small boxes, red large wide, "
                "blue large tall). Slots with the highest mean score are shown.")
 
 
 def precomputed_file(source: str) -> Path:
-    """Where the precomputed statistics of a model source live: examples/query_slots/<name>.npz."""
+    """Where the precomputed statistics of a model source live: webapp/examples/query_slots/<name>.npz."""
     return PRECOMPUTED / (re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).stem) + ".npz")
 
 
 def bundled_images() -> list[Path]:
-    return image_folder(EXAMPLES) + CocoSet(EXAMPLES / "shapes_val").files()
+    return image_folder(EXAMPLES_DIR) + CocoSet(SHAPES_VAL).files()
 
 
 def _stats(session: Session, computed) -> QuerySlotStats | None:
@@ -71,7 +71,7 @@ def compute_handler(models: ModelCache):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with gr.Tab("Query slots", id="teach-slots"):
+    with ctx.view("Query slots", "teach-slots", "where each query slot puts its boxes over a data set"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Only predictions scoring above",
@@ -81,8 +81,8 @@ def build(ctx: AppContext) -> None:
         image = gr.Image(label="Predicted box centres per slot", interactive=False, format="png",
                          elem_id="slots-image", show_label=False)
         computed = gr.State(None)
-    min_score.input(render_slots, [ctx.session, computed, min_score], [image, info], api_name="teach_slots",
-                    trigger_mode="always_last")
+    min_score.input(skip_before_image(render_slots, 2), [ctx.session, computed, min_score], [image, info],
+                    api_name="teach_slots", trigger_mode="always_last")
     button.click(compute_handler(models), [ctx.session, min_score], [computed, image, info],
                  api_name="teach_slots_compute", concurrency_limit=1, concurrency_id="forward")
     ctx.after_analysis.append(Step(render_slots, [ctx.session, computed, min_score], [image, info]))

@@ -12,13 +12,14 @@ from .capture import DeformableCall, FamilyCapture, capture_family
 from .deformable import DeformableSampling, SamplingPoints
 from .inspect import FamilyInspection, inspect_any, inspect_family
 from .inspection import DeformableInspection, DenseFamilyInspection
-from .loading import FamilyModel, is_family_source, load_family_model
+from .loading import FamilyModel, is_family_source, load_family_model, open_any
 from .registry import FAMILY, FamilySpec, spec_for, views_table
 from .scoring import layer_probabilities
 
 __all__ = [
     "VIEWS", "Capabilities", "capabilities", "DeformableCall", "FamilyCapture", "capture_family",
     "DeformableSampling", "SamplingPoints", "FamilyInspection", "inspect_any", "inspect_family", "DeformableInspection",
-    "DenseFamilyInspection", "FamilyModel", "is_family_source", "load_family_model", "FAMILY", "FamilySpec",
+    "DenseFamilyInspection", "FamilyModel", "is_family_source", "load_family_model", "open_any", "FAMILY",
+    "FamilySpec",
     "spec_for", "views_table", "layer_probabilities",
 ]

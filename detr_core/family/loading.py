@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..weights.hub import parse_hub_ref
 from .registry import PROCESSOR_CLASSES, FamilySpec, spec_for
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-HUB_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
 
 
 @dataclass
@@ -86,13 +84,28 @@ def is_family_source(source) -> bool:
         return False
 
 
+def open_any(source: str | os.PathLike, device: str | torch.device = "cpu"):
+    """What `source` names, opened: a FamilyModel for a folder or Hub id whose config.json names a supported
+    DETR-family model type, else whatever detr_core.load_model makes of it (a DETR: zoo names, bundled models,
+    checkpoint files, Hugging Face DETR folders and Hub ids)."""
+    from ..weights.loading import load_model, locate_hf
+
+    if is_family_source(source):
+        return load_family_model(source, device)
+    if isinstance(source, str) and not Path(source).exists() and parse_hub_ref(source) is not None:
+        files = locate_hf(source)  # None for zoo and bundled names; a Hub id is fetched into the cache here
+        if files is not None and is_family_source(files.config.parent):
+            return load_family_model(source, device)
+    return load_model(source, device)
+
+
 def load_family_model(source: str | os.PathLike, device: str | torch.device = "cpu",
                       cache_dir: str | os.PathLike | None = None) -> FamilyModel:
     """A FamilyModel from a folder or a Hub id ("owner/name": the local cache first, else a download;
     cache_dir: the Hugging Face cache to use, default the standard one)."""
     folder = Path(os.fspath(source))
     if not folder.is_dir():
-        if not (isinstance(source, str) and HUB_ID.match(source)):
+        if not (isinstance(source, str) and parse_hub_ref(source)):
             raise ValueError(f"model source {str(source)!r} is neither a folder nor a Hub id like 'owner/name'")
         folder = hub_folder(source, cache_dir)
     config_file = folder / "config.json"
@@ -109,23 +122,15 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
 
 
-def hub_folder(repo_id: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The local snapshot folder of Hub model `repo_id`: from the cache if it is there, else downloaded.
+def hub_folder(source: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The local snapshot folder of Hub model `source` ("owner/name[@revision]"): from the cache if it is there,
+    else downloaded once. Hub access, the cache and the offline errors are detr_core.weights.hub's, as for DETR."""
+    from ..weights.hub import fetch_model
 
-    The one place the family reaches the Hub (to be switched to detr_core.weights.hub at merge)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True, cache_dir=cache_dir))
-    except LocalEntryNotFoundError:
-        pass
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, cache_dir=cache_dir))
-    except Exception as err:  # offline, unknown repo, gated: one message with what to do
-        raise RuntimeError(
-            f"could not get {repo_id!r} from the Hugging Face Hub ({type(err).__name__}: {err}). It is not in the"
-            " local cache; connect once to download it, or give a folder saved with save_pretrained") from None
+    ref = parse_hub_ref(source)
+    if ref is None:
+        raise ValueError(f"model source {source!r} is neither a folder nor a Hub id like 'owner/name'")
+    return fetch_model(ref, cache_dir).config.parent  # config.json, weights and preprocessor share a snapshot
 
 
 def _processor_from(folder: Path, spec: FamilySpec) -> tuple[Any, str]:

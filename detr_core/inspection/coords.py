@@ -191,3 +191,12 @@ def infer_stride(input_size: tuple[int, int], level_size: tuple[int, int]) -> in
                          " stride; the model's input was resized or padded in a way this tool does not know")
     powers = [s for s in fits if s & (s - 1) == 0]
     return min(powers or fits, key=lambda s: abs(s - ratio))
+
+
+def boxes_in_size(boxes_xyxy: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """x0, y0, x1, y1 [N, 4] in pixels of an image of from_size (H, W) -> the same boxes in pixels of that image
+    resized to to_size (H, W), clipped to it (a predicted box may reach a little past the border).
+    With to_size == from_size this only clips."""
+    (H, W), (h, w) = from_size, to_size
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * np.array([w / W, h / H, w / W, h / H])
+    return np.clip(b, 0.0, np.array([w, h, w, h], dtype=np.float64))  # [N, 4]

@@ -29,6 +29,9 @@ class DETRConfig:
     num_classes: int = 91  # class_embed has num_classes + 1 outputs; the last is "no object"
     pre_norm: bool = False
     position_embedding: str = "sine"
+    # transformers' DETR with `auxiliary_loss: true` hands each decoder layer's layer-normed output to the next
+    # layer and norms the last one twice; a model trained that way only gives its own outputs with the same wiring
+    decoder_renorm: bool = False
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:

@@ -31,8 +31,14 @@ class DETR(nn.Module):
     """DETR: backbone -> input_proj -> transformer -> class and box heads per decoder layer.
 
     Attributes beyond the modules: `config` (DETRConfig), `preprocess` (PreprocessConfig),
-    `class_names` (list indexed by class id; the extra last logit is "no object").
+    `class_names` (list indexed by class id; the extra last logit is "no object"), `hf_origin` (where a model
+    opened from the Hugging Face format came from, e.g. whether a mask head was set aside; None otherwise),
+    `use_inference_twin` (see below).
     """
+
+    # inspect_image and the teaching views run this model's cached inference twin (model/twin.py: same numbers,
+    # faster); False makes them run the model itself (the plain path, e.g. the app's --no-optimize)
+    use_inference_twin = True
 
     def __init__(self, config: DETRConfig, preprocess: PreprocessConfig | None = None,
                  class_names: Sequence[str] | None = None):
@@ -44,13 +50,15 @@ class DETR(nn.Module):
         self.backbone = BackboneWithPosition([body, position])
         self.input_proj = nn.Conv2d(body.num_channels, d, kernel_size=1)
         self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,
-                                       config.dim_feedforward, config.dropout, config.pre_norm)
+                                       config.dim_feedforward, config.dropout, config.pre_norm,
+                                       config.decoder_renorm)
         self.query_embed = nn.Embedding(config.num_queries, d)
         self.class_embed = nn.Linear(d, config.num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)
         self.config = config
         self.preprocess = preprocess or PreprocessConfig()
         self.class_names = list(class_names) if class_names else default_class_names(config.num_classes)
+        self.hf_origin = None  # detr_core.weights.hf_model.HFOrigin, set by load_model
 
     @property
     def stride(self) -> int:

@@ -20,6 +20,7 @@ its state dict no longer has the official layout, and save_model refuses it.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 import torch
@@ -29,6 +30,24 @@ from torchvision.ops import FrozenBatchNorm2d
 from .detr import DETR
 
 _NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d)
+_CUDA_HOME_NOTICE = "No CUDA runtime is found"
+
+
+class _NoCudaHomeNotice(logging.Filter):
+    """Drops the one line torch.utils.cpp_extension logs when it is first imported on a machine with a CUDA
+    toolkit (nvcc on the PATH) but no GPU: "No CUDA runtime is found, using CUDA_HOME=...". torch.compile
+    imports that module; this file compiles for the CPU only, where CUDA_HOME is never used, so the line
+    only tells the user about a problem they do not have."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_CUDA_HOME_NOTICE)
+
+
+def _quiet_cuda_home_notice() -> None:
+    """Install the filter once, and only where there is no GPU (with one the notice is never logged)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not torch.cuda.is_available() and not any(isinstance(f, _NoCudaHomeNotice) for f in logger.filters):
+        logger.addFilter(_NoCudaHomeNotice())
 
 
 def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
@@ -83,6 +102,7 @@ class _ChannelsLast(nn.Module):
     def compile_now(self, example: torch.Tensor) -> float:
         """Compile for inference and run `example` [1, 3, H, W] once through it; -> seconds it took."""
         start = time.perf_counter()
+        _quiet_cuda_home_notice()  # before torch.compile first imports torch.utils.cpp_extension
         compiled = torch.compile(self.body, dynamic=True, options={"freezing": True})
         with torch.inference_mode():
             compiled(example.to(self.dtype).contiguous(memory_format=torch.channels_last))
@@ -93,15 +113,19 @@ class _ChannelsLast(nn.Module):
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def optimize_for_inference(model: DETR, compile_backbone: bool = False, precision: str = "float32") -> DETR:
+def optimize_for_inference(model: DETR, compile_backbone: bool = False, precision: str = "float32", *,
+                           share_parameters: bool = False) -> DETR:
     """A copy of `model` in eval mode with batch norms folded and a channels-last backbone
     (compiled too with `compile_backbone`, which takes seconds; see `compile_backbone_now`).
 
     precision="bfloat16" is the approximate mode (see the module docstring); ValueError where the CPU
     has no native bfloat16, since there it would be slower, not faster.
+    share_parameters=True: only the ResNet (whose folded weights are new) is copied; the copy's input
+    projection, positions, transformer and heads use `model`'s own parameter tensors, which saves their
+    memory and means an update of them shows in both (what the cached inference twin wants, model/twin.py).
     """
     dtype = _backbone_dtype(precision)
-    fast = copy.deepcopy(model).eval()
+    fast = copy.deepcopy(model, _shared_tensors(model) if share_parameters else {}).eval()
     body = fast.backbone[0]
     count = fold_batch_norms(body.body)
     expected = sum(isinstance(m, _NORMS) for m in model.backbone[0].body.modules())
@@ -113,6 +137,13 @@ def optimize_for_inference(model: DETR, compile_backbone: bool = False, precisio
     if compile_backbone:
         compile_backbone_now(fast)
     return fast
+
+
+def _shared_tensors(model: DETR) -> dict:
+    """A deepcopy memo that maps every tensor outside the ResNet to itself, so that deepcopy keeps it shared."""
+    resnet = model.backbone[0]
+    own = {id(t) for t in (*resnet.parameters(), *resnet.buffers())}
+    return {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in own}
 
 
 def bfloat16_is_fast() -> bool:

@@ -98,28 +98,33 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, layer: DecoderLayer, num_layers: int, norm: nn.LayerNorm):
+    def __init__(self, layer: DecoderLayer, num_layers: int, norm: nn.LayerNorm, renorm: bool = False):
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         self.norm = norm
+        self.renorm = renorm  # DETRConfig.decoder_renorm: the wiring of transformers' auxiliary_loss=True
 
     def forward(self, tgt, memory, pos, query_pos, memory_key_padding_mask) -> torch.Tensor:
         """-> hs [L, B, Q, d]: every layer's output through the shared final norm (for aux losses)."""
         hs = []
         for layer in self.layers:
             tgt = layer(tgt, memory, pos, query_pos, memory_key_padding_mask)
-            hs.append(self.norm(tgt))
+            if self.renorm:
+                tgt = self.norm(tgt)  # the next layer starts from the normed output
+            hs.append(tgt if self.renorm else self.norm(tgt))
+        if self.renorm:
+            hs[-1] = self.norm(hs[-1])  # transformers norms the last output once more after the loop
         return torch.stack(hs)
 
 
 class Transformer(nn.Module):
     def __init__(self, d_model=256, nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048,
-                 dropout=0.1, pre_norm=False):
+                 dropout=0.1, pre_norm=False, decoder_renorm=False):
         super().__init__()
         enc = EncoderLayer(d_model, nheads, dim_feedforward, dropout, pre_norm)
         dec = DecoderLayer(d_model, nheads, dim_feedforward, dropout, pre_norm)
         self.encoder = Encoder(enc, enc_layers, nn.LayerNorm(d_model) if pre_norm else None)
-        self.decoder = Decoder(dec, dec_layers, nn.LayerNorm(d_model))
+        self.decoder = Decoder(dec, dec_layers, nn.LayerNorm(d_model), decoder_renorm)
         self.d_model = d_model
         # optimize_for_inference sets this: with nothing padded the mask only adds zeros, at the cost of
         # building a [B*heads, L, S] float mask in every attention layer

@@ -17,6 +17,7 @@ from torch import nn
 from ..inspection.attention_recompute import recomputed_attention
 from ..inspection.inspection import Inspection, inspect_image
 from ..model.preprocess import ImageSource
+from ..model.twin import inference_twin
 
 KINDS = ("cross", "self", "encoder")  # decoder cross-attention, decoder self-attention, encoder self-attention
 
@@ -63,9 +64,11 @@ def ablated_heads(model: nn.Module, ablation: HeadAblation) -> Iterator[None]:
 
 
 def inspect_ablated(model: nn.Module, image: ImageSource, ablation: HeadAblation) -> Inspection:
-    """inspect_image with the heads switched off: one forward pass, every attention map kept."""
-    with ablated_heads(model, ablation):
-        return inspect_image(model, image)
+    """inspect_image with the heads switched off: one forward pass (of the model's inference twin), every
+    attention map kept."""
+    runner = inference_twin(model)  # the heads are switched off in what actually runs
+    with ablated_heads(runner, ablation):
+        return inspect_image(runner, image)
 
 
 @dataclass(frozen=True)
@@ -73,29 +76,43 @@ class QueryChange:
     """How one query's prediction moved when the heads were switched off."""
 
     query: int
-    before: str  # "name score" or "no object"
+    before: str  # "name score" or "no object (p)"
     after: str
     score_change: float  # best real-class probability, after minus before
     box_shift: float  # mean absolute change of normalised cx, cy, w, h
+    answer_before: str = ""  # the class it reports above the threshold, or NO_OBJECT
+    answer_after: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the query's answer changed (its class, or object vs no object), not merely its score."""
+        return self.answer_before != self.answer_after
 
 
-def _label(ins: Inspection, query: int, threshold: float) -> str:
+NO_OBJECT = "no object"
+
+
+def _answer(ins: Inspection, query: int, threshold: float) -> tuple[str, str]:
+    """(what the query answers at `threshold`: a class name or NO_OBJECT, the same with its probability)."""
     probs = ins.probabilities[query]  # [C+1]
     best = int(np.argmax(probs[:-1]))
     if probs[best] <= threshold:
-        return f"no object ({probs[-1]:.2f})"
-    return f"{ins.class_name(best)} {probs[best]:.2f}"
+        return NO_OBJECT, f"{NO_OBJECT} ({probs[-1]:.2f})"
+    return ins.class_name(best), f"{ins.class_name(best)} {probs[best]:.2f}"
 
 
 def compare(before: Inspection, after: Inspection, threshold: float) -> list[QueryChange]:
-    """Per query, the change from `before` to `after`, queries detected in either one first, largest change first."""
+    """Per query, the change from `before` to `after`: queries whose answer changed first, then the other queries
+    detected in either one, each group largest score change first."""
     if before.num_queries != after.num_queries:
         raise ValueError(f"{before.num_queries} vs {after.num_queries} queries: not the same model")
     score_before = before.probabilities[:, :-1].max(-1)  # [Q]
     score_after = after.probabilities[:, :-1].max(-1)  # [Q]
     shift = np.abs(after.boxes - before.boxes).mean(-1)  # [Q]
+    changes = []
+    for q in range(before.num_queries):
+        (answer_b, label_b), (answer_a, label_a) = _answer(before, q, threshold), _answer(after, q, threshold)
+        changes.append(QueryChange(q, label_b, label_a, float(score_after[q] - score_before[q]), float(shift[q]),
+                                   answer_b, answer_a))
     detected = (score_before > threshold) | (score_after > threshold)  # [Q]
-    order = sorted(range(before.num_queries),
-                   key=lambda q: (not detected[q], -abs(score_after[q] - score_before[q])))
-    return [QueryChange(q, _label(before, q, threshold), _label(after, q, threshold),
-                        float(score_after[q] - score_before[q]), float(shift[q])) for q in order]
+    return sorted(changes, key=lambda c: (not c.changed, not detected[c.query], -abs(c.score_change)))

@@ -75,6 +75,20 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             os.remove(tmp)
 
 
-def save_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Write `model` in the project's format; `detr_core.load_model(path)` reads it back."""
-    atomic_save(model_checkpoint(model), path)
+SAVE_FORMATS = ("detr-lens", "hf")
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, format: str = "detr-lens") -> None:
+    """Write `model`; `detr_core.load_model(path)` reads either format back.
+
+    format "detr-lens": one .pth file in the project's format. "hf": a folder in the Hugging Face format
+    (config.json, model.safetensors, preprocessor_config.json) that transformers' `from_pretrained` opens
+    with the same outputs, e.g. to share a fine-tuned model on the Hub."""
+    if format == "hf":
+        from .hf_export import save_hf  # here, not on top: hf_export reads .bin files through this module
+
+        save_hf(model, path)
+    elif format == "detr-lens":
+        atomic_save(model_checkpoint(model), path)
+    else:
+        raise ValueError(f"format={format!r}: expected one of {SAVE_FORMATS}")

@@ -1,4 +1,5 @@
-"""`load_model(source)`: official model-zoo names, the bundled `shapes` model, or a checkpoint file."""
+"""`load_model(source)`: official model-zoo names, the bundled `shapes` model, a checkpoint file, or a Hugging Face
+DETR (a save_pretrained folder, a .safetensors file with its config.json, or a Hub id)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,8 @@ from typing import Mapping
 import torch
 
 from .checkpoint_io import read_checkpoint
+from .hf_model import HFFiles, hf_files, read_hf_model
+from .hub import fetch_model, parse_hub_ref
 from ..model.config import DETRConfig, PreprocessConfig, tiny_config
 from ..model.detr import DETR, build_model
 from .zoo import MODEL_ZOO, fetch_checkpoint
@@ -24,26 +27,53 @@ _PREPROCESS_FIELDS = ("min_size", "max_size")
 
 
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> DETR:
-    """A DETR in eval mode with `class_names` and `preprocess`.
+    """A DETR in eval mode with `class_names`, `preprocess` and `hf_origin` (None unless from Hugging Face).
 
     source: "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5" (official COCO weights, downloaded once),
     "shapes" (the bundled offline model), "untrained" (random weights, for demos without any weights),
-    or a path to an official, bare state-dict or DETR Lens checkpoint.
+    a path to an official, bare state-dict or DETR Lens checkpoint, a Hugging Face DETR (a save_pretrained
+    folder, or a .safetensors / pytorch_model.bin file with its config.json beside it), or a Hugging Face Hub
+    id such as "facebook/detr-resnet-50" or "owner/name@revision" (fetched once into the Hub cache).
     overrides: DETRConfig fields that cannot be read from weights (e.g. dilation=True for a DC5 state dict,
     nheads), and min_size / max_size for preprocessing.
     """
     if source == "untrained":
         return untrained_model(device=device)
-    path, hints = _resolve(source)
     pre_overrides = {k: overrides.pop(k) for k in _PREPROCESS_FIELDS if k in overrides}
-    state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path), str(path),
-                                                                  {**hints, **overrides})
+    origin = None
+    hf = locate_hf(source)
+    if hf is not None:
+        state, config, preprocess, class_names, origin = read_hf_model(hf, overrides)
+        where = f"{hf.weights} (architecture from {hf.config})"
+    else:
+        path, hints = _resolve(source)
+        where = str(path)
+        state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path), where,
+                                                                      {**hints, **overrides})
     if pre_overrides:
         preprocess = PreprocessConfig(**{**preprocess.to_dict(), **pre_overrides})
     model = build_model(config, preprocess, class_names)
-    check_fits(model, state, str(path))
+    check_fits(model, state, where)
     model.load_state_dict(state, strict=True)
+    model.hf_origin = origin
     return model.eval().to(device)
+
+
+def locate_hf(source) -> HFFiles | None:
+    """The Hugging Face files behind `source` (a local folder or file, or a Hub id not shadowed by a local
+    path or a model name); None when `source` is something else."""
+    if isinstance(source, str) and (source in MODEL_ZOO or source in BUNDLED):
+        return None
+    path = Path(source)
+    if path.exists():
+        return hf_files(path)
+    ref = parse_hub_ref(str(source)) if isinstance(source, str) else None
+    if ref is None:
+        return None
+    try:
+        return fetch_model(ref)
+    except (RuntimeError, ValueError) as err:
+        raise type(err)(f"{err} (no local file or folder {str(source)!r} exists either)") from None
 
 
 def untrained_model(seed: int = 0, device: str | torch.device = "cpu", tiny: bool = False) -> DETR:
@@ -77,7 +107,8 @@ def _resolve(source) -> tuple[Path, dict]:
     path = Path(source)
     if not path.exists():
         names = sorted(MODEL_ZOO) + sorted(BUNDLED) + ["untrained"]
-        raise ValueError(f"model source {str(source)!r} is neither a file nor one of {names}")
+        raise ValueError(f"model source {str(source)!r} is neither a file, a Hugging Face folder or Hub id"
+                         f" (owner/name), nor one of {names}")
     return path, {}
 
 
@@ -156,7 +187,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
 
 
 def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str, limit: int = 10) -> None:
-    """ValueError naming every missing, unexpected or mis-shaped key (up to `limit` of each)."""
+    """ValueError (one line) naming every missing, unexpected or mis-shaped key (up to `limit` of each)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -164,9 +195,9 @@ def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where:
              for k in expected if k in state and state[k].shape != expected[k].shape]
     if not (missing or unexpected or wrong):
         return
-    parts = [f"checkpoint {where} does not fit {model.config}:"]
+    parts = []
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"  {title} ({len(items)}): " + "; ".join(items[:limit]) + more)
-    raise ValueError("\n".join(parts))
+            parts.append(f"{title} ({len(items)}): " + "; ".join(items[:limit]) + more)
+    raise ValueError(f"checkpoint {where} does not fit {model.config}: " + " | ".join(parts))

@@ -1,0 +1,105 @@
+"""The app's command line: `detr-lens` (installed) or `python app.py` in a clone.
+
+    detr-lens [--host 127.0.0.1] [--port 7860] [--model auto] [--share] ...
+
+Everything that can be checked before the page starts is checked here, with a one-line message and exit code 2:
+an unknown model name or a missing checkpoint, a port that is already in use.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # start and run with no network
+
+import detr_core  # noqa: E402
+
+from .model_sources import HUB_FLAG, served_beyond_loopback  # noqa: E402
+from .models import NAMES, ModelCache, check_source  # noqa: E402
+
+USAGE_ERROR = 2  # argparse's exit code for a bad command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="DETR Lens: see inside DETR in your browser.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--model", default=os.environ.get("DETR_LENS_MODEL", "auto"),
+                        help=f"one of {', '.join(NAMES)} (tiny: a very small random model for tests), a"
+                             " checkpoint path, a Hugging Face model folder or Hub id (owner/name[@revision]);"
+                             " default auto; env DETR_LENS_MODEL sets the default")
+    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="serve the plain eager model instead of the optimised copy (for comparisons)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: approximate mode, backbone in bfloat16 (several times faster on CPUs with"
+                             " AMX/AVX512-BF16; results differ by about 1%%, and the page says so)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="keep the optimised model eager: skip compiling its backbone in the background")
+    parser.add_argument("--data-root", action="append", type=Path, default=[],
+                        help="a folder whose COCO-format sets and model files the page may open (repeatable);"
+                             " the bundled examples and the folder the app starts in are always allowed")
+    parser.add_argument(HUB_FLAG, action="store_true",
+                        help="let the page fetch Hugging Face Hub models that are not cached yet even when it is"
+                             " served beyond loopback (--host other than 127.0.0.1, or --share)")
+    parser.add_argument("--auto-timeout", type=float, default=2.0,
+                        help="seconds to wait for the official weights' server when choosing 'auto'")
+    args = parser.parse_args(argv)
+    try:
+        check_source(args.model)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.precision == "bfloat16" and args.no_optimize:
+        parser.error("--precision bfloat16 applies to the optimised model; drop --no-optimize")
+    return args
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding (host, port) fails now, e.g. because another server listens there. SO_REUSEADDR as
+    the server itself binds, so a port left in TIME_WAIT by a server that just stopped counts as free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        return True
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return True
+    return False
+
+
+def _busy(host: str, port: int) -> str:
+    return (f"detr-lens: port {port} on {host} is in use (is DETR Lens already running?); "
+            f"choose another one with --port, e.g. --port {port + 1}")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if port_in_use(args.host, args.port):
+        print(_busy(args.host, args.port), file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+    if args.precision == "bfloat16" and not detr_core.bfloat16_is_fast():
+        raise SystemExit("--precision bfloat16 needs a CPU with native bfloat16 (AMX or AVX512-BF16); "
+                         "this one would be slower. Start without it.")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    from .page import build_demo  # gradio and every view: only once the command line is known to be good
+
+    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
+                        compile_backbone=not args.no_compile, precision=args.precision)
+    models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
+    hub_downloads = args.allow_hub_download or not served_beyond_loopback(args.host, args.share)
+    demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads)
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+            footer_links=["api"])
+    except OSError:  # the port was taken between the check above and the launch
+        print(_busy(args.host, args.port), file=sys.stderr, flush=True)
+        os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit

@@ -1,0 +1,106 @@
+"""Which models a page may open, and the model box's handlers that ask first.
+
+A page is a door into the server. Local model paths are accepted only under the folders the app may read
+(examples/, the folder it started in, --data-root folders), as the matching tab does for data sets. On a page served
+beyond loopback (--host other than loopback, or --share) a Hub id opens only if it is already in the server's
+Hugging Face cache, unless whoever started the app allowed downloads with --allow-hub-download.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from detr_core.weights.hub import HUB_MODELS, cached_model, parse_hub_ref
+
+from . import analysis
+from .models import MENU, NAMES, ModelCache
+
+HUB_FLAG = "--allow-hub-download"
+ROOT_FLAG = "--data-root"
+FREE_TEXT_HINT = "or type a Hugging Face Hub id (owner/name, owner/name@revision) or a model folder or file"
+
+
+def served_beyond_loopback(host: str, share: bool) -> bool:
+    return share or not (host in ("localhost", "::1") or host.startswith("127."))
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What a page may ask the server to open. `preapproved`: sources the person who started the app named."""
+
+    roots: tuple[Path, ...]
+    hub_downloads: bool = True  # False: only Hub ids already in the cache
+    preapproved: frozenset = field(default_factory=frozenset)
+
+    def check(self, source: str | None) -> str:
+        """`source` stripped, if the page may open it; ValueError saying why not and what to do."""
+        text = (source or "").strip()
+        if not text:
+            raise ValueError(f"choose a model from the menu, {FREE_TEXT_HINT}")
+        if text in NAMES or text in self.preapproved:
+            return text
+        path = Path(text).expanduser()
+        ref = parse_hub_ref(text)
+        if path.exists() or ref is None:
+            return self._local(text, path)
+        if not self.hub_downloads and cached_model(ref) is None:
+            raise ValueError(
+                f"{ref} is not in this server's Hugging Face cache, and fetching models from the Hub is off on a"
+                f" page served beyond the server's own machine. Whoever runs the app can allow it by starting it"
+                f" with {HUB_FLAG}, or fill the cache on the server first (`hf download {ref.repo_id}`)")
+        return text
+
+    def _local(self, text: str, path: Path) -> str:
+        resolved = path.resolve()  # symlinks followed: a link inside a root must not lead outside it
+        if not any(resolved.is_relative_to(root.resolve()) for root in self.roots):
+            allowed = ", ".join(str(r) for r in self.roots)
+            raise ValueError(f"{text} is outside the folders this app may read models from ({allowed}); start the"
+                             f" app from the folder that holds it, or add that folder with {ROOT_FLAG}")
+        if not path.exists():
+            raise ValueError(f"{text} does not exist; give a menu name, {FREE_TEXT_HINT.removeprefix('or ')}")
+        return text
+
+
+def menu_choices(default_model: str) -> list[str]:
+    """The menu: the app's own names, the official zoo, the Hugging Face ids; and the default if it is none."""
+    choices = [*MENU, *HUB_MODELS]
+    return choices if default_model in choices else [*choices, default_model]
+
+
+def _refused(policy: SourcePolicy, name: str | None) -> bool:
+    """True (and the person told why, in one toast) if the page may not open ``name``."""
+    try:
+        policy.check(name)
+    except ValueError as err:
+        analysis.tell(analysis.LOAD_FAILED, f"Cannot open the model {name!r}: {err}")
+        return True
+    return False
+
+
+def analyze_handler(models: ModelCache, policy: SourcePolicy):
+    """analysis.analyze_handler, after the policy check; download and load progress shows on the page."""
+    inner = analysis.analyze_handler(models)
+
+    def analyze_image(path, model_name: str, progress=gr.Progress(track_tqdm=True)):
+        if _refused(policy, model_name):
+            return None, None, gr.skip()
+        progress(0, desc=f"Loading {model_name.strip()}")
+        return inner(path, model_name.strip())
+    return analyze_image
+
+
+def switch_handler(models: ModelCache, policy: SourcePolicy):
+    """analysis.switch_handler, after the policy check: a refused source puts the menu back on the model in
+    use, as a failed load does. Download and load progress shows on the page."""
+    inner = analysis.switch_handler(models)
+
+    def switch_model(model_name: str, current: str, session, progress=gr.Progress(track_tqdm=True)):
+        if model_name == current:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if _refused(policy, model_name):
+            return gr.skip(), gr.skip(), current, gr.skip()
+        progress(0, desc=f"Loading {model_name.strip()}")
+        return inner(model_name.strip(), current, session)
+    return switch_model

@@ -1,0 +1,130 @@
+"""The page: layout and event wiring. The views are tabs in this package, drawing is `viz/`, the model `detr_core/`.
+
+Two levels of tabs keep every view one click away on a 1280-px screen: "Inspect" (what the one forward pass
+computed: detections, decoder, encoder) and "Teach" (seven views on what makes DETR different). A new view is a
+module with `build(ctx)` added to INSPECT or TEACH.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+import viz
+
+from . import decoder_tab, detections_tab, encoder_tab
+from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries,
+               teach_slots)
+from .analysis import readable_upload, status_handler
+from .bundled import EXAMPLES_DIR, example_images
+from .context import AppContext, Step
+from .model_sources import FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, switch_handler
+from .models import ModelCache
+from .session import MAX_SIDE
+
+INSPECT = (detections_tab, decoder_tab, encoder_tab)
+TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
+FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
+INTRO = f"""# DETR Lens
+Upload an image (or pick an example), then explore what DETR computed in its single forward pass:
+the detections, where each object query looks (decoder cross-attention, every layer and head),
+and, by clicking on the image, where each location looks (encoder self-attention).
+Images larger than {MAX_SIDE} px on their longer side are downscaled to {MAX_SIDE} px before the model sees them."""
+_VIEWS = (gr.Image, gr.Gallery, gr.AnnotatedImage, gr.Markdown, gr.HTML, gr.Plot, gr.Dataframe)
+
+
+def _refresh_or_clear(step: Step):
+    """A tab's refresh after an analysis; with no image (cleared, unreadable) it empties what the tab shows
+    (images, galleries, text, tables) and leaves its controls (layer, head...) alone."""
+    def run(session, *args):
+        if session is not None:
+            return step.fn(session, *args)
+        values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
+        return values if len(values) > 1 else values[0]
+    run.__name__ = f"refresh_{step.fn.__module__.rsplit('.', 1)[-1]}"
+    return run
+
+
+def _views_for(ctx: AppContext):
+    """fn(session) -> each tab's hint shown and content hidden while there is no image, the reverse once
+    there is one; and every export file emptied, so no figure of an earlier image stays on offer."""
+    def show(session):
+        has_image = session is not None
+        slots = [value for view in ctx.views
+                 for value in (gr.Markdown(visible=not has_image), gr.Column(visible=has_image))]
+        return (*slots, *[None] * len(ctx.exports))
+    return show
+
+
+def _after_analysis(event, ctx: AppContext) -> None:
+    """After an analysis (or a clear) every tab redraws itself from the session, or empties itself."""
+    view_outputs = [c for view in ctx.views for c in (view.hint, view.body)] + ctx.exports
+    event.success(_views_for(ctx), ctx.session, view_outputs, api_visibility="undocumented", show_progress="hidden")
+    for step in ctx.after_analysis:
+        event.success(_refresh_or_clear(step), step.inputs, step.outputs, api_visibility="undocumented")
+
+
+def _input_column(menu: list[str], model_name: str):
+    """The left column: upload, model menu, threshold, heatmap display, examples."""
+    image = readable_upload(gr.Image(
+        type="filepath", image_mode=None, sources=["upload", "clipboard"], format="jpeg",
+        label="Image: upload, then click on it to see encoder attention", elem_id="input-image"))
+    model = gr.Dropdown(menu, value=model_name, label="Model", elem_id="model", allow_custom_value=True,
+                        info=f"Pick one, {FREE_TEXT_HINT}")
+    threshold = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="Confidence threshold", elem_id="threshold")
+    with gr.Accordion("Heatmap display", open=False):
+        alpha = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Heatmap opacity", elem_id="alpha")
+        cmap = gr.Dropdown(list(viz.COLORMAPS), value="inferno", label="Colormap", elem_id="cmap")
+    examples = gr.Examples([str(p) for p in example_images()], inputs=[image], label="Examples (no network needed)")
+    return image, model, threshold, alpha, cmap, examples
+
+
+def _view_tabs(ctx: AppContext) -> None:
+    """The two levels of tabs, each view built by its module."""
+    with gr.Tabs(elem_id="view-groups") as groups:
+        ctx.groups = groups
+        with gr.Tab("Inspect", id="inspect"):
+            with gr.Tabs(elem_id="inspect-views") as inspect:
+                ctx.inspect_tabs = inspect
+                for tab in INSPECT:
+                    tab.build(ctx)
+        with gr.Tab("Teach", id="teach"):
+            with gr.Tabs(elem_id="teach-views"):
+                for tab in TEACH:
+                    tab.build(ctx)
+
+
+def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = (),
+               hub_downloads: bool = True) -> gr.Blocks:
+    """The page. `data_roots`: folders, besides the bundled examples and the working folder, whose data sets and
+    models it may open. `hub_downloads`: whether the page may fetch Hub models that are not cached yet."""
+    roots = (EXAMPLES_DIR, Path.cwd(), *data_roots)
+    policy = SourcePolicy(roots, hub_downloads, frozenset({model_name}))
+    menu = menu_choices(model_name)
+    with gr.Blocks(title="DETR Lens", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        status = gr.Markdown("Loading the model...", elem_id="model-status")
+        session = gr.State(None)
+        model_in_use = gr.State(model_name)  # the menu name in use: the menu returns to it if a model fails
+        with gr.Row():
+            with gr.Column(scale=5):  # 5:8 leaves the seven teaching tabs room on one row at 1280 px
+                image, model, threshold, alpha, cmap, examples = _input_column(menu, model_name)
+            with gr.Column(scale=8):
+                ctx = AppContext(session, image, threshold, alpha, cmap, models, roots)
+                _view_tabs(ctx)
+
+        analyze = analyze_handler(models, policy)
+        analysis_out = [session, image, status]
+        _after_analysis(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
+                                     concurrency_limit=1, concurrency_id=FORWARD), ctx)
+        _after_analysis(examples.load_input_event.then(
+            analyze, [image, model], analysis_out, api_name="analyze_example", concurrency_limit=1,
+            concurrency_id=FORWARD), ctx)
+        # .change, not .input: the menu fires .input twice for one pick with the mouse (gradio 6.31)
+        _after_analysis(model.change(switch_handler(models, policy), [model, model_in_use, session],
+                                     [session, status, model, model_in_use], api_name="set_model",
+                                     concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), ctx)
+        _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), ctx)
+        demo.load(status_handler(models, model_name), None, status, api_name="status")
+    return demo
+
