@@ -15,7 +15,8 @@ from .print_figures import decoder_figure, detections_figure, figure_png, view_f
 from .grid import tile_grid
 from .heatmap import blend, colorize, draw_marker, enlarge, fit, heat_image, normalise, overlay, upsample
 from .palette import COLORMAPS, box_colour, colormap_lut, level_colour
-from .sampling import draw_points, level_names, sampling_head_grid, sampling_image
+from .sampling import (draw_points, encoder_sampling_head_grid, encoder_sampling_image, level_names,
+                       sampling_head_grid, sampling_image)
 from .sampling_figure import sampling_figure
 
 __all__ = [
@@ -25,5 +26,5 @@ __all__ = [
     "decoder_figure", "detections_figure", "figure_png", "view_figure", "tile_grid",
     "blend", "colorize", "draw_marker", "enlarge", "fit", "heat_image", "normalise", "overlay", "upsample",
     "COLORMAPS", "box_colour", "colormap_lut", "level_colour",
-    "draw_points", "level_names", "sampling_head_grid", "sampling_image", "sampling_figure",
+    "draw_points", "encoder_sampling_head_grid", "encoder_sampling_image", "level_names", "sampling_head_grid", "sampling_image", "sampling_figure",
 ]

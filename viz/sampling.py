@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from .decoder import QueryCard
 from .detections import Box, draw_boxes
 from .grid import grid_columns, tile_grid
-from .heatmap import fit
+from .heatmap import draw_marker, fit
 from .palette import REFERENCE_COLOUR, level_colour
 
 HEAD_TILE_SIDE = 360
@@ -83,3 +83,23 @@ def sampling_head_grid(ins, card: QueryCard, layer: int = -1, level: int | None 
     tiles = [sampling_image(ins, card, layer, h, level, base=base, label=False) for h in range(len(shares))]
     return tile_grid(tiles, [f"head {h + 1}: {s:.0%} in box" for h, s in enumerate(shares)],
                      grid_columns(len(shares), base.width / base.height))
+
+
+def encoder_sampling_image(ins, x: float, y: float, layer: int = -1, head: int | None = None,
+                           level: int | None = None, base: Image.Image | None = None) -> Image.Image:
+    """Where the deformable encoder's query at original pixel (x, y) (its finest-level cell) samples at `layer`:
+    dots as in sampling_image, and a marker at (x, y). ValueError (with the reason) for models whose encoder
+    is not deformable."""
+    base = ins.image if base is None else base
+    scale = base.width / ins.image_size[1]
+    points = ins.encoder_sampling_points(x, y, layer, head, level)
+    return draw_marker(draw_points(base, points.xy * scale, points.weight, points.level), x * scale, y * scale)
+
+
+def encoder_sampling_head_grid(ins, x: float, y: float, layer: int = -1, level: int | None = None,
+                               tile_side: int = HEAD_TILE_SIDE) -> Image.Image:
+    """Every head's encoder sampling points for the location at original pixel (x, y), side by side."""
+    base = fit(ins.image, tile_side)
+    heads = ins.encoder_sampling.heads
+    tiles = [encoder_sampling_image(ins, x, y, layer, h, level, base=base) for h in range(heads)]
+    return tile_grid(tiles, [f"head {h + 1}" for h in range(heads)], grid_columns(heads, base.width / base.height))
