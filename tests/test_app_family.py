@@ -5,6 +5,8 @@ says in one line why a view does not apply (never an error).
 Tiny random-weight models (tests/family_models.py); scores checked against transformers' own forward."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -158,3 +160,38 @@ def test_the_model_menu_lists_well_known_family_models():
     menu = menu_choices("auto")
     for repo in ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50"):
         assert repo in menu
+
+
+@pytest.fixture(scope="module")
+def served(app):
+    """The page on 127.0.0.1 with the model folders' parent as a data root; stopped after the module."""
+    import socket
+
+    import gradio_client
+
+    from webapp import page
+
+    root = Path(app["image"]).parent
+    demo = page.build_demo(app["models"], "tiny", data_roots=(root,))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
+    try:
+        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_the_page_serves_sampling_points_through_its_api(app, served):
+    """The whole chain on the served page: analyse with a Deformable DETR folder, then the views' endpoints with
+    the points display and one level, and the encoder's answer."""
+    from gradio_client import handle_file
+
+    folder = app["folders"]["deformable_detr"][0]
+    shown, status = served.predict(handle_file(app["image"]), folder, api_name="/analyze")
+    assert "Deformable DETR through transformers" in status
+    view, info = served.predict(0, 2, "head 1", 0.6, "inferno", POINTS, "level 2 (stride 16)", api_name="/query_view")
+    assert Image.open(view).size == (512, 341) and "Sampling points of head 1, level 2 (stride 16)" in info
+    view, info = served.predict(90, 60, 1, MEAN, DIRECTIONS[0], 0.6, "inferno", api_name="/encoder_map")
+    assert "the points this location" in info  # the display and level selectors keep their defaults

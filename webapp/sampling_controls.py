@@ -51,5 +51,8 @@ def selectors(prefix: str) -> tuple[gr.Row, gr.Radio, gr.Dropdown]:
     """The row of the two selectors (hidden until a deformable model's result is shown)."""
     with gr.Row(visible=False) as row:
         display = gr.Radio(list(DISPLAYS), value=POINTS, label="Show", elem_id=f"{prefix}-display")
-        level = gr.Dropdown([ALL_LEVELS], value=ALL_LEVELS, label="Feature level", elem_id=f"{prefix}-level")
+        # custom values allowed: a script names a level before the page has fitted the choices to the model;
+        # parse_level checks it against the model's levels
+        level = gr.Dropdown([ALL_LEVELS], value=ALL_LEVELS, label="Feature level", elem_id=f"{prefix}-level",
+                            allow_custom_value=True)
     return row, display, level
