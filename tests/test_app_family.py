@@ -195,3 +195,10 @@ def test_the_page_serves_sampling_points_through_its_api(app, served):
     assert Image.open(view).size == (512, 341) and "Sampling points of head 1, level 2 (stride 16)" in info
     view, info = served.predict(90, 60, 1, MEAN, DIRECTIONS[0], 0.6, "inferno", api_name="/encoder_map")
     assert "the points this location" in info  # the display and level selectors keep their defaults
+    # the steps the page chains after an analysis, run inside a request as the page runs them
+    refreshed = served.predict(0.0, False, 2, MEAN, 0.6, "inferno", POINTS, ALL_LEVELS,
+                               api_name="/refresh_decoder_tab")
+    assert "Sampling points of all 4 heads" in refreshed[5]
+    refreshed = served.predict(1, MEAN, DIRECTIONS[0], 0.6, "inferno", POINTS, ALL_LEVELS,
+                               api_name="/refresh_encoder_tab")
+    assert "the points this location" in refreshed[5]

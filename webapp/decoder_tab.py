@@ -13,7 +13,7 @@ from detr_core.family import capabilities
 from .context import AppContext, Step
 from .controls import (GRID, MEAN, fitted_head, head_choices, layer_index, parse_head, require, skip_before_image,
                        user_errors)
-from .sampling_controls import ALL_LEVELS, POINTS, fitted, parse_level, points_shown, selectors
+from .sampling_controls import ALL_LEVELS, POINTS, fitted, fitted_level, parse_level, points_shown, selectors
 from .export import write_png
 from .session import Session
 
@@ -109,7 +109,7 @@ def refresh(session: Session | None, threshold: float, show_all: bool, layer, he
     layer = min(int(layer or layers), layers)
     head = fitted_head(head, heads)
     row, display_update, level_update = fitted(session, display, level)
-    level = level_update.value
+    level = fitted_level(session, level)  # an update object has no readable value inside a request
     query = viz.query_cards(session.inspection, 0.0, show_all=True)[0].query
     return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head),
             render_gallery(session, threshold, show_all, layer, head, alpha, cmap, display, level), query,

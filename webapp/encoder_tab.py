@@ -14,7 +14,7 @@ from .context import AppContext, Step
 from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, fitted_head, head_choices, incoming, layer_index,
                        not_for_model, parse_head, require, skip_before_image, user_errors)
 from .export import write_png
-from .sampling_controls import ALL_LEVELS, HEATMAP, POINTS, fitted, parse_level, selectors
+from .sampling_controls import ALL_LEVELS, HEATMAP, POINTS, fitted, fitted_level, parse_level, selectors
 from .session import Session
 
 
@@ -88,7 +88,8 @@ def refresh(session: Session | None, layer, head, direction: str, alpha: float, 
     x, y = w // 2, h // 2
     row, display_update, level_update = fitted(session, display, level, caps.has_deformable_encoder)
     return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head), x, y,
-            *render_encoder(session, x, y, layer, head, direction, alpha, cmap, display, level_update.value),
+            *render_encoder(session, x, y, layer, head, direction, alpha, cmap, display,
+                            fitted_level(session, level)),
             row, display_update, level_update)
 
 

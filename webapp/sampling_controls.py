@@ -37,14 +37,18 @@ def parse_level(session: Session, value: str | None) -> int | None:
     return names.index(value)
 
 
+def fitted_level(session: Session, level: str | None) -> str:
+    """The level choice kept after a new analysis: the same one if this model has it, else every level."""
+    return level if level in level_choices(session) else ALL_LEVELS
+
+
 def fitted(session: Session, display: str | None, level: str | None,
            visible: bool | None = None) -> tuple[gr.Row, gr.Radio, gr.Dropdown]:
     """After a new analysis: the row shown only for deformable models (or as `visible` says), the display kept,
     the level kept if this model has it."""
-    choices = level_choices(session)
     shown = session.capabilities.is_deformable if visible is None else visible
     return (gr.Row(visible=shown), gr.Radio(value=display or POINTS),
-            gr.Dropdown(choices=choices, value=level if level in choices else ALL_LEVELS))
+            gr.Dropdown(choices=level_choices(session), value=fitted_level(session, level)))
 
 
 def selectors(prefix: str) -> tuple[gr.Row, gr.Radio, gr.Dropdown]:
