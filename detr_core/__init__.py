@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 # The DETR family through transformers (Conditional/DAB/Deformable DETR, RT-DETR(v2), D-FINE, DEIMv2, LW-DETR,
-# RF-DETR): open with open_any (or load_family_model), inspect with inspect_any, ask capabilities(result) what it can show.
+# RF-DETR): open with open_any (or load_family_model), inspect with inspect_any, ask capabilities(result) what it
+# can show.
 from .family import (Capabilities, DeformableInspection, DenseFamilyInspection, FamilyModel, SamplingPoints,
                      capabilities, inspect_any, inspect_family, load_family_model, open_any)
 
