@@ -1,6 +1,6 @@
 """docs/family-sampling.png: the sampling-point slide figure, drawn by `python -m viz.figures --figure sampling`.
 
-    python docs/family_figure.py [--image examples/grace_hopper.jpg] [--out docs/family-sampling.png]
+    python docs/family_figure.py [--image webapp/examples/grace_hopper.jpg] [--out docs/family-sampling.png]
 
 No DETR-family weights can be downloaded on the machines this project is built on, so the model is a
 Deformable DETR of the official R50 size (timm ResNet-50, 6+6 layers, 8 heads, 4 levels x 4 points, 300
@@ -37,7 +37,7 @@ def untrained_deformable_detr(folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default=str(REPO / "examples" / "grace_hopper.jpg"))
+    parser.add_argument("--image", default=str(REPO / "webapp" / "examples" / "grace_hopper.jpg"))
     parser.add_argument("--out", default=str(REPO / "docs" / "family-sampling.png"))
     args = parser.parse_args()
     from viz.slides import main as figures
