@@ -21,14 +21,20 @@ class Step:
     fn: Callable
     inputs: list
     outputs: list
+    requires: str | None = None  # a capabilities view (detr_core.family.capabilities); skipped where unavailable
 
 
 @dataclass(frozen=True)
 class ViewSlot:
-    """A tab's content and the hint shown in its place while there is no image."""
+    """A tab's content and the hint shown in its place while there is no image, or, for a model this view does
+    not apply to (`requires`, a capabilities view, is unavailable), the line saying why (`why`, else the
+    model's own reason)."""
 
     hint: gr.Markdown
     body: gr.Column
+    what: str
+    requires: str | None = None
+    why: str = ""
 
 
 @dataclass
@@ -52,14 +58,17 @@ class AppContext:
         return [self.alpha, self.cmap]
 
     @contextmanager
-    def view(self, label: str, tab_id: str, what: str) -> Iterator[gr.Tab]:
+    def view(self, label: str, tab_id: str, what: str, requires: str | None = None,
+             why: str = "") -> Iterator[gr.Tab]:
         """A tab whose content appears once an image has been analysed; before that a one-line hint stands in
-        its place, so opening a view early shows what to do instead of an error."""
+        its place, so opening a view early shows what to do instead of an error. With `requires` (a view of
+        detr_core.family.capabilities), a model without it gets one line saying why instead of the content."""
         with gr.Tab(label, id=tab_id) as tab:
-            hint = gr.Markdown(NO_IMAGE_HINT.format(what=what), elem_classes=["no-image-hint"])
+            hint = gr.Markdown(NO_IMAGE_HINT.format(what=what), elem_classes=["no-image-hint"],
+                               elem_id=f"{tab_id}-hint")
             with gr.Column(visible=False) as body:
                 yield tab
-        self.views.append(ViewSlot(hint, body))
+        self.views.append(ViewSlot(hint, body, what, requires, why))
 
     def export_controls(self, view_id: str) -> tuple[gr.Button, gr.File]:
         """The folded "export this view" row every inspect tab has: a button and the file it makes."""

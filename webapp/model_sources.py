@@ -19,6 +19,8 @@ from .models import MENU, NAMES, ModelCache
 
 HUB_FLAG = "--allow-hub-download"
 ROOT_FLAG = "--data-root"
+# DETR-family models the menu offers (transformers' own implementations; ids from the transformers docs)
+FAMILY_HUB_MODELS = ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50")
 FREE_TEXT_HINT = "or type a Hugging Face Hub id (owner/name, owner/name@revision) or a model folder or file"
 
 
@@ -64,8 +66,9 @@ class SourcePolicy:
 
 
 def menu_choices(default_model: str) -> list[str]:
-    """The menu: the app's own names, the official zoo, the Hugging Face ids; and the default if it is none."""
-    choices = [*MENU, *HUB_MODELS]
+    """The menu: the app's own names, the official zoo, the Hugging Face ids (DETR, then the DETR family); and
+    the default if it is none."""
+    choices = [*MENU, *HUB_MODELS, *FAMILY_HUB_MODELS]
     return choices if default_model in choices else [*choices, default_model]
 
 

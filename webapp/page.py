@@ -17,7 +17,8 @@ from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teac
                teach_slots)
 from .analysis import readable_upload, status_handler
 from .bundled import EXAMPLES_DIR, example_images
-from .context import AppContext, Step
+from .context import NO_IMAGE_HINT, AppContext, Step, ViewSlot
+from .controls import not_for_model, unavailable
 from .model_sources import FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, switch_handler
 from .models import ModelCache
 from .session import MAX_SIDE
@@ -37,21 +38,37 @@ def _refresh_or_clear(step: Step):
     """A tab's refresh after an analysis; with no image (cleared, unreadable) it empties what the tab shows
     (images, galleries, text, tables) and leaves its controls (layer, head...) alone."""
     def run(session, *args):
-        if session is not None:
+        if session is not None and unavailable(session, step.requires) is None:
             return step.fn(session, *args)
-        values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
+        if session is not None:  # a view this model does not have: hidden, its line says why (_views_for)
+            values = tuple(gr.skip() for _ in step.outputs)
+        else:
+            values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
         return values if len(values) > 1 else values[0]
     run.__name__ = f"refresh_{step.fn.__module__.rsplit('.', 1)[-1]}"
     return run
 
 
+def view_state(view: ViewSlot, session) -> tuple[str, bool]:
+    """(the view's hint text, whether its content shows): the no-image hint while there is no image, one line
+    saying why for a model the view does not apply to, else the content."""
+    if session is None:
+        return NO_IMAGE_HINT.format(what=view.what), False
+    reason = unavailable(session, view.requires)
+    if reason is None:
+        return NO_IMAGE_HINT.format(what=view.what), True
+    return not_for_model(session.inspection_title, view.why or reason), False
+
+
 def _views_for(ctx: AppContext):
-    """fn(session) -> each tab's hint shown and content hidden while there is no image, the reverse once
-    there is one; and every export file emptied, so no figure of an earlier image stays on offer."""
+    """fn(session) -> each tab's hint shown and content hidden while there is no image (or while the model has
+    no such view, with the reason), the reverse once there is one; and every export file emptied, so no figure
+    of an earlier image stays on offer."""
     def show(session):
-        has_image = session is not None
-        slots = [value for view in ctx.views
-                 for value in (gr.Markdown(visible=not has_image), gr.Column(visible=has_image))]
+        slots = []
+        for view in ctx.views:
+            text, shown = view_state(view, session)
+            slots += [gr.Markdown(text, visible=not shown), gr.Column(visible=shown)]
         return (*slots, *[None] * len(ctx.exports))
     return show
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 import detr_core
 from detr_core import Detection, Inspection
+from detr_core.family import Capabilities, capabilities
 from detr_core.inspection.coords import boxes_in_size
 from viz import enlarge, fit
 
@@ -23,7 +24,7 @@ VIEW_MIN_SIDE = 512
 class Session:
     """What one user is looking at. Thumbnails are cached because every gallery redraw needs them."""
 
-    inspection: Inspection
+    inspection: Inspection  # or a DETR-family result (detr_core.family): views ask capabilities() first
     model_source: str
     upload_size: tuple[int, int] | None = None  # (H, W) of the upload before downscaling; None: the same
     _thumbnails: dict = field(default_factory=dict, repr=False)
@@ -32,6 +33,16 @@ class Session:
     def original_size(self) -> tuple[int, int]:
         """(H, W) of the image as uploaded: the pixels the detections table reports boxes in."""
         return self.upload_size or self.inspection.image_size
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model's result can show (layer/head/level counts, which views apply)."""
+        return capabilities(self.inspection)
+
+    @property
+    def inspection_title(self) -> str:
+        """The model kind in words: "DETR", "Deformable DETR", "RT-DETR", ..."""
+        return self.capabilities.title
 
     @property
     def downscaled(self) -> bool:
@@ -77,6 +88,6 @@ def prepare_image(source) -> tuple[Image.Image, tuple[int, int] | None]:
 
 
 def analyze(model, model_source: str, source) -> Session:
-    """Prepare the image and run the model once, keeping every attention map."""
+    """Prepare the image and run the model once (DETR or a DETR-family model), keeping every attention map."""
     image, upload_size = prepare_image(source)
-    return Session(detr_core.inspect_image(model, image), model_source, upload_size)
+    return Session(detr_core.inspect_any(model, image), model_source, upload_size)

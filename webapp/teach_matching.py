@@ -14,6 +14,7 @@ from detr_core.objective.criterion import LossWeights
 from detr_core.teaching.ground_truth import CocoSet
 from detr_core.objective.matcher import MatchWeights
 from detr_core.teaching.matching_explorer import explain_matching
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .bundled import SHAPES_VAL
 from .context import AppContext
@@ -21,6 +22,10 @@ from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = ("the explorer prices pairs with DETR's matching costs (a softmax class cost); this model was trained "
+           "with sigmoid (focal) costs")
 
 EXPLANATION = ("Training pairs each ground-truth object with exactly one query: the pairing with the smallest total "
                "cost (class + L1 + GIoU, weighted) over all one-to-one assignments, found by the Hungarian algorithm. "
@@ -84,7 +89,8 @@ def match_handler(models: ModelCache, roots: tuple[Path, ...]):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth"):
+    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             data = gr.Textbox(str(SHAPES_VAL), label="COCO-format set (folder or annotations .json)",

@@ -10,12 +10,17 @@ import gradio as gr
 
 import viz.pipeline
 from detr_core.teaching.pipeline import inspect_with_stages
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .context import AppContext, Step
-from .controls import require, skip_before_image, user_errors
+from .controls import require, skip_before_image, unavailable, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = ("the walk-through hooks DETR's own stages (its ResNet, encoder and decoder modules); this model runs "
+           "through transformers")
 
 STAGES = 6
 INTRO = ("How DETR gets from pixels to a set of boxes, on your image. Opening this tab (or pressing the button) runs "
@@ -37,6 +42,8 @@ def show_handler(models: ModelCache):
     def show_pipeline(session: Session | None, cache, threshold: float, progress=gr.Progress()):
         """-> (cache, six stage images, six stage texts)."""
         session = require(session)
+        if unavailable(session, DETR_ONLY_TEACHING):  # opening the tab must not run a family model's stages
+            return tuple(gr.skip() for _ in range(1 + 2 * STAGES))
         cache = _stages_for(models, session, cache, progress)
         panels = viz.pipeline.pipeline_panels(session.inspection, cache[1], threshold)
         return (cache, *[p.image for p in panels], *[f"**{p.title}.** {p.text}" for p in panels])
@@ -57,7 +64,8 @@ def refresh_handler(models: ModelCache):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Pipeline", "teach-pipeline", "how DETR gets from pixels to boxes, stage by stage") as tab:
+    with ctx.view("Pipeline", "teach-pipeline", "how DETR gets from pixels to boxes, stage by stage",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT) as tab:
         gr.Markdown(INTRO)
         button = gr.Button("Show the pipeline for this image", size="sm", elem_id="pipeline-run")
         cache = gr.State(None)
@@ -70,4 +78,4 @@ def build(ctx: AppContext) -> None:
     inputs, outputs = [ctx.session, cache, ctx.threshold], [cache, *images, *texts]
     gr.on([tab.select, button.click], skip_before_image(show_handler(models), len(outputs)), inputs, outputs,
           api_name="teach_pipeline", concurrency_limit=1, concurrency_id="forward")
-    ctx.after_analysis.append(Step(refresh_handler(models), inputs, outputs))
+    ctx.after_analysis.append(Step(refresh_handler(models), inputs, outputs, requires=DETR_ONLY_TEACHING))
