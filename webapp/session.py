@@ -133,7 +133,7 @@ def analyze(models: ModelCache, store: InspectionStore, loaded: LoadedModel, sou
     attention map in the store. `upload_size`: the original upload's (H, W) when `source` is an image that was
     already downscaled (a new model for the same image). A page's earlier sessions leave the store."""
     image, size = prepare_image(source)
-    with store.making():
+    with store.forward_pass():
         ins = detr_core.inspect_image(loaded.model, image)
     session = Session(uuid.uuid4().hex, ins.image, loaded.source, store, models, upload_size or size, owner)
     session.keep(ins)

@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 import numpy as np
 import torch
@@ -152,7 +153,7 @@ class InspectionStore:
             value = make()
             self.put(key, value, group, owner, exclude)
             return value, True
-        with self._making:
+        with self.forward_pass():
             value = self.get(key)
             if value is not None:
                 return value, False
@@ -160,9 +161,16 @@ class InspectionStore:
             self.put(key, value, group, owner, exclude)
         return value, True
 
-    def making(self) -> threading.RLock:
-        """The lock heavy makes hold: a forward pass outside the store takes it too, so that at most one runs."""
-        return self._making
+    @contextmanager
+    def forward_pass(self) -> Iterator[None]:
+        """Around a forward pass (heavy makes run in one): one at a time in the process, and its scratch memory
+        (hundreds of MB of activations at DETR-R50 size, left in the arena of whichever thread ran it) given
+        back to the operating system afterwards."""
+        with self._making:
+            try:
+                yield
+            finally:
+                _trim()
 
     def release_group(self, group: Hashable) -> int:
         """Drop every entry of one session (its page was closed, or a new analysis replaced it). -> entries."""
@@ -198,11 +206,16 @@ class InspectionStore:
 
 
 def _free(dropped: list) -> None:
-    """Give the memory of dropped entries back to the operating system. glibc keeps freed blocks in per-thread
-    arenas (Gradio runs handlers on many threads), so without a trim the resident size would never come down."""
-    if not dropped:
-        return
-    dropped.clear()
+    """Give the memory of dropped entries back to the operating system."""
+    if dropped:
+        dropped.clear()
+        _trim()
+
+
+def _trim() -> None:
+    """glibc keeps freed blocks in per-thread arenas (Gradio runs handlers on many threads), so without a trim
+    the resident size would not come down after an eviction or a forward pass (measured: 1.7 GB stayed 1.7 GB
+    after dropping six R50 inspections, 0.98 GB after a trim). Fractions of a millisecond."""
     if _TRIM is not None:
         _TRIM(0)
 
