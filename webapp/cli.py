@@ -23,6 +23,7 @@ from .models import NAMES, ModelCache, check_source  # noqa: E402
 from .store import DEFAULT_BUDGET_MB, DEFAULT_IDLE_MINUTES, MB, InspectionStore  # noqa: E402
 
 USAGE_ERROR = 2  # argparse's exit code for a bad command line
+VIEW_THREADS = 120  # Gradio's default is 40: a class of 60 may have as many views waiting for a re-analysis
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,9 +109,13 @@ def main(argv=None) -> None:
     store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60)
     demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads, store)
     try:
-        demo.queue(default_concurrency_limit=4).launch(
+        # Forward passes have their own group (one at a time, in order, each page shown its place). Views are
+        # short and get no limit: a view whose page's analysis was evicted waits for it to run again, and with a
+        # limit it would hold up other pages' views of the same kind (measured: 20 s for a table otherwise ready
+        # at once). The thread pool is widened so that such waits cannot use it up.
+        demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-            footer_links=["api"])
+            footer_links=["api"], max_threads=VIEW_THREADS)
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
         os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit
