@@ -4,7 +4,8 @@
                               [--think 1.0] [--app-arg=--memory-budget-mb=1536 ...]
 
 Starts the app on a free loopback port (`--model r50`: a DETR-R50 with random weights, written here with
-build_model(DETRConfig()) + save_model), then every session, at once, on its own thread and Gradio session:
+build_model(DETRConfig()) + save_model) and waits for it to compile its backbone (`--during-compile`: not),
+then every session, at once, on its own thread and Gradio session:
 analyses its image (a forward pass; they queue, one at a time), then for R rounds (`--think` seconds apart) asks for
 the detections, the query gallery, the encoder map at its point (what a click on the image draws) and the views at
 other layers and heads; once every session has analysed, each one comes back once more ("revisit"), when the
@@ -12,7 +13,8 @@ server may have evicted its analysis and must run it again. The server's residen
 
 After stopping the app it checks every answer against a direct `detr_core.inspect_image` of that session's image
 with the same model (scores within 2e-3, boxes within 1 px, texts equal, images within JPEG noise), and prints a
-table of end-to-end times per interaction, errors, cross-talk, queue positions and peak RSS.
+table of end-to-end times per interaction, errors, cross-talk, queue positions and peak RSS. A no-op call (the
+status line) per round shows what gradio_client and Gradio take by themselves on the machine.
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ class Report:
     peak_children_mb: float
     final_rss_mb: float
     wall_seconds: float
+    timeline: list[tuple[float, int]]  # the server's resident size over time: (s, kB)
     server_exit: int | None  # the app's exit status once stopped (None: still running, which must not happen)
 
     @property
@@ -111,6 +114,7 @@ class ResidentSampler(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak_kb, self.children_peak_kb, self.last_kb = pid, 0, 0, 0
+        self.timeline: list[tuple[float, int]] = []  # (seconds since start, resident kB)
         self.stop = threading.Event()
 
     @staticmethod
@@ -130,8 +134,10 @@ class ResidentSampler(threading.Thread):
             return []
 
     def run(self) -> None:
+        start = time.perf_counter()
         while not self.stop.is_set():
             self.last_kb = self._field(self.pid, "VmRSS") or self.last_kb
+            self.timeline.append((time.perf_counter() - start, self.last_kb))
             self.peak_kb = max(self.peak_kb, self._field(self.pid, "VmHWM"), self.last_kb)
             children = sum(self._field(c, "VmRSS") for c in self._children())
             self.children_peak_kb = max(self.children_peak_kb, children)
@@ -189,7 +195,9 @@ def run_session(url: str, model: str, i: int, image: Path, size: tuple[int, int]
     client, analysed = None, None
     try:
         from gradio_client import Client, handle_file
-        client = Client(url, verbose=False, download_files=False)
+        # a generous timeout: on a busy machine the page's config can take seconds to come
+        client = Client(url, verbose=False, download_files=False, analytics_enabled=False,
+                        httpx_kwargs={"timeout": 120})
         analysed = _call(client, record, i, "analyse", handle_file(str(image)), model, api_name="/analyze")
         if analysed.error is None:
             _rounds(client, record, i, point, SHAPE.search(str(analysed.output)), rounds, think)
@@ -340,6 +348,19 @@ def _start_app(model: str, app_args: list[str], log: Path) -> tuple[subprocess.P
     return proc, url
 
 
+def _wait_for_compile(log: Path, proc: subprocess.Popen, timeout: float = 1800) -> float:
+    """Seconds until the app's log says the backbone is compiled (or could not be): compiling holds the server's
+    interpreter for long stretches (minutes on a busy 2-core machine), which is not what a class meets if the
+    teacher starts the app a few minutes early."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout and proc.poll() is None:
+        text = log.read_text(errors="replace")
+        if "compiled the backbone" in text or "could not compile" in text:
+            return time.perf_counter() - start
+        time.sleep(1)
+    raise RuntimeError(f"the app did not finish compiling within {timeout} s (see {log})")
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -350,8 +371,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def run(model: str = "tiny", sessions: int = 8, rounds: int = 2, size: tuple[int, int] = (800, 1066),
-        think: float = 0.0, app_args: tuple[str, ...] = (), folder: Path | None = None) -> Report:
-    """Start the app, run the sessions, stop the app, verify every answer. `folder` keeps the app's log."""
+        think: float = 0.0, app_args: tuple[str, ...] = (), folder: Path | None = None, check: bool = True,
+        wait_for_compile: bool = True) -> Report:
+    """Start the app (and, unless it runs with --no-compile or `wait_for_compile` is False, let it compile its
+    backbone first), run the sessions, stop the app, verify every answer (unless `check` is False). `folder` keeps
+    the images, the checkpoint, the app's log and its resident size over time (rss.csv)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) if folder is None else Path(folder)
         work.mkdir(parents=True, exist_ok=True)
@@ -364,6 +388,13 @@ def run(model: str = "tiny", sessions: int = 8, rounds: int = 2, size: tuple[int
         proc, url = _start_app(model_arg, list(app_args), log)
         sampler = ResidentSampler(proc.pid)
         sampler.start()
+        try:
+            if wait_for_compile and "--no-compile" not in app_args:
+                _wait_for_compile(log, proc)
+        except Exception:
+            sampler.stop.set()
+            _stop(proc)
+            raise
         calls: list[Call] = []
         barrier = threading.Barrier(sessions, timeout=7200)
         start = time.perf_counter()
@@ -380,9 +411,11 @@ def run(model: str = "tiny", sessions: int = 8, rounds: int = 2, size: tuple[int
             sampler.stop.set()
             sampler.join()
             _stop(proc)
-        problems = verify(calls, model_arg, images, size)
+        (work / "rss.csv").write_text("seconds,rss_mb\n" + "".join(f"{t:.1f},{kb / 1024:.0f}\n"
+                                                                     for t, kb in sampler.timeline))
+        problems = verify(calls, model_arg, images, size) if check else ["(answers not checked: --no-check)"]
         return Report(calls, problems, sampler.peak_kb / 1024, sampler.children_peak_kb / 1024,
-                      sampler.last_kb / 1024, wall, proc.poll())
+                      sampler.last_kb / 1024, wall, sampler.timeline, proc.poll())
 
 
 def order_violations(calls: list[Call], margin: float = 0.5) -> int:
@@ -433,12 +466,18 @@ def main() -> None:
     parser.add_argument("--size", default="800x1066", help="HxW of every session's image")
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's rounds")
     parser.add_argument("--app-arg", action="append", default=[], help="a flag for app.py, e.g. --app-arg=--no-compile")
-    parser.add_argument("--keep", type=Path, help="a folder to keep the images, checkpoint and the app's log in")
+    parser.add_argument("--keep", type=Path,
+                        help="a folder to keep the images, checkpoint, the app's log and rss.csv (resident size) in")
+    parser.add_argument("--during-compile", action="store_true",
+                        help="start the sessions as soon as the page answers, while the backbone still compiles")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip checking the answers (one direct forward pass per session) in memory experiments")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    report = run(args.model, args.sessions, args.rounds, (h, w), args.think, tuple(args.app_arg), args.keep)
+    report = run(args.model, args.sessions, args.rounds, (h, w), args.think, tuple(args.app_arg), args.keep,
+                 not args.no_check, not args.during_compile)
     print(table(report))
     for line in report.crosstalk[:10] + [f"{c.kind} {c.args}: {c.error}" for c in report.errors[:10]]:
         print("  ", line)
