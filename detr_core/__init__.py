@@ -1,7 +1,7 @@
 """DETR Lens core: the DETR model, its weights, attention capture, matcher and set loss.
 
     model = detr_core.load_model("detr-r50")      # or "shapes", or a checkpoint path
-    ins = detr_core.inspect_image(model, image)   # one forward pass, every attention map kept
+    ins = detr_core.inspect_image(model, image)   # one forward pass (of its cached inference twin), every map kept
 """
 from .inspection.capture import AttentionMaps, capture_attention
 from .weights.checkpoint_io import atomic_save, model_checkpoint, read_checkpoint, save_model
@@ -13,6 +13,7 @@ from .weights.zoo import MODEL_ZOO, fetch_checkpoint
 from .inspection.inspection import Detection, Inspection, inspect_image
 from .inspection.compact import QuantizedProbabilities
 from .model.optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
+from .model.twin import forget_inference_twin, inference_twin
 from .model.preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
 from .weights.loading import BUNDLED, infer_config, load_model, untrained_model
 
@@ -22,4 +23,5 @@ __all__ = [
     "build_model", "MODEL_ZOO", "fetch_checkpoint", "Detection", "Inspection", "inspect_image",
     "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_model",
     "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
+    "inference_twin", "forget_inference_twin",
 ]

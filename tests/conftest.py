@@ -1,7 +1,12 @@
 """Shared fixtures: tiny models so the suite runs in minutes on 2 CPU cores, and nothing touches the network."""
 from __future__ import annotations
 
+import os
 import socket
+
+# Tiny models gain nothing from compiling, and every inference twin would start a compile thread: the suite's CPU
+# goes to the tests (set before detr_core is imported; subprocesses inherit it).
+os.environ.setdefault("DETR_LENS_COMPILE", "0")
 
 import numpy as np
 import pytest

@@ -283,8 +283,8 @@ def test_a_model_that_fails_to_load_is_reported_whole_and_the_menu_goes_back(mod
     assert menu == TINY and all(isinstance(v, skip) for v in (again, status, in_use))
     assert [str(w.message) for w in caught] == [
         "Could not load the model 'missing.pth': model source 'missing.pth' is neither a file, a Hugging Face "
-        "folder or Hub id (owner/name), nor one of ['detr-r101', 'detr-r101-dc5', 'detr-r50', 'detr-r50-dc5', "
-        "'shapes', 'untrained']"]
+        "folder or Hub id (owner/name), nor one of "
+        "['detr-r101', 'detr-r101-dc5', 'detr-r50', 'detr-r50-dc5', 'shapes', 'untrained']"]
 
 
 def test_choosing_the_model_in_use_does_nothing(models, session):

@@ -151,7 +151,9 @@ def test_ablation_acts_only_in_the_calling_thread(model, image, ins):
         started.set()
         assert done.wait(10)
     thread.join()
-    np.testing.assert_allclose(seen["logits"], ins.logits, atol=1e-6)
+    # while hooks are on the model, inspect_image runs the model itself, not its inference twin: the same
+    # numbers up to float rounding (an ablated head would move them by > 1e-3)
+    np.testing.assert_allclose(seen["logits"], ins.logits, atol=1e-5)
 
 
 def test_ablation_rejects_heads_and_layers_the_model_lacks(model, image):

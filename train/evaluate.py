@@ -166,8 +166,9 @@ def run(args: argparse.Namespace) -> EvalResult:
         print(f"decoder attention inside the box grown by one cell: {att.mean_fraction:.3f} "
               f"(mean over {att.detections} detections scoring > {args.score_threshold})")
         print("  the same, each head's own map: " + ", ".join(f"{v:.2f}" for v in att.per_head))
+        print(f"head-mean map peaks inside the box for {att.peak_in_box:.1%} of those detections")
         out.update(attention_in_box=att.mean_fraction, attention_detections=att.detections,
-                   attention_in_box_per_head=list(att.per_head))
+                   attention_in_box_per_head=list(att.per_head), attention_peak_in_box=att.peak_in_box)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(out, indent=1))

@@ -21,10 +21,22 @@ def render_detections(session: Session | None, threshold: float):
     count = f"{len(detections)} detection{'' if len(detections) == 1 else 's'}"
     summary = f"{count} with score above {threshold:.2f} out of {ins.num_queries} queries. {session.size_note()}"
     if not detections:
-        summary += " Lower the threshold, or see every query in the decoder tab with \"show all queries\"."
+        summary += " " + nothing_found(session.model_source, ins.class_names, threshold)
     base = session.view_base()
     image = viz.draw_boxes(base, viz.detection_boxes(detections, base.width / ins.image.width))
     return image, viz.detection_rows(detections, session.table_boxes(detections)), summary
+
+
+def nothing_found(model_source: str, class_names, threshold: float) -> str:
+    """The line for an image with no detection: DETR said "no object" for every query, which is an answer,
+    and for the bundled shapes model, what it can and cannot find."""
+    line = (f"**No object above {threshold:.2f}:** every query answered \"no object\" (see each query's no-object"
+            " probability in the Decoder tab with \"show all queries\").")
+    if model_source == "shapes":
+        line += (f" The bundled `shapes` model only knows {len(class_names)} shapes"
+                 f" ({', '.join(class_names)}); for everyday objects choose `detr-r50` in the model menu"
+                 " (one download of about 160 MB).")
+    return line
 
 
 @user_errors

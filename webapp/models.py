@@ -86,6 +86,7 @@ class ModelCache:
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
             model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
         if not self._optimize:
+            model.use_inference_twin = False  # the plain model, also where detr_core would run its inference twin
             return model
         fast = detr_core.optimize_for_inference(model, precision=self._precision)
         if self._compile:
@@ -119,4 +120,12 @@ def describe(loaded: LoadedModel) -> str:
     if getattr(loaded.model, "approximate", False):
         warning += (" **Approximate mode:** the backbone runs in bfloat16, so scores, boxes and attention differ"
                     " slightly (about 1%) from the official float32 model.")
-    return f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}.{warning}"
+    return (f"**Model:** `{loaded.source}` ({shape}): {loaded.reason}. {known_classes(loaded.model.class_names)}."
+            f"{warning}")
+
+
+def known_classes(class_names, shown: int = 8) -> str:
+    """What the model can find, in one sentence: a model only ever answers one of its classes or "no object"."""
+    names = [n for n in class_names if n != "N/A"]  # the unused ids of the COCO-91 layout
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"It knows {len(names)} class{'' if len(names) == 1 else 'es'}: {listed}"

@@ -13,6 +13,7 @@ from .capture import capture_attention
 from .compact import QuantizedProbabilities
 from .coords import CoordinateMap
 from ..model.preprocess import ImageSource, image_to_tensor, load_image
+from ..model.twin import inference_twin
 
 Head = Union[None, int, str]  # None or "mean": mean over heads; "max": max over heads; int: one head
 
@@ -49,9 +50,10 @@ class Inspection:
     logits [Q, C+1], boxes [Q, 4] (normalised cx, cy, w, h): last decoder layer.
     layer_logits [L_dec, Q, C+1], layer_boxes [L_dec, Q, 4]: every decoder layer.
     encoder_attention [L_enc, heads, fh*fw, fh*fw]; decoder_cross_attention [L_dec, heads, Q, fh*fw];
-    decoder_self_attention [L_dec, heads, Q, Q]. Rows sum to 1.
-    encoder_attention, the bulk of it, is kept in 16-bit fixed point (`QuantizedProbabilities`, within
-    7.6e-6 of the float32 maps): index it like an array to get float32, or np.asarray() it whole.
+    decoder_self_attention [L_dec, heads, Q, Q]. Rows sum to 1 (float32 softmax: within ~1e-6).
+    encoder_attention, the bulk of it, is kept in 16-bit fixed point (`QuantizedProbabilities`): each value
+    within 1.7e-5 of the float32 map, and every row, decoded, sums to 1 within 1e-6 (2e-7 summed in float64).
+    Index it like an array to get float32, or np.asarray() it whole.
     """
 
     image: Image.Image  # the RGB, upright image the model saw (before resizing)
@@ -140,13 +142,20 @@ def _stack(maps: list[torch.Tensor]) -> np.ndarray:
     return torch.stack(maps)[:, 0].float().numpy()
 
 
-def inspect_image(model: torch.nn.Module, image: ImageSource) -> Inspection:
-    """Run `model` once on `image` (PIL image, HxWx3 uint8 array, path or bytes) and keep all it computed."""
+def inspect_image(model: torch.nn.Module, image: ImageSource, fast: bool = True) -> Inspection:
+    """Run `model` once on `image` (PIL image, HxWx3 uint8 array, path or bytes) and keep all it computed.
+
+    fast=True (default): what runs is the model's cached inference twin (`detr_core.inference_twin`: batch
+    norms folded, channels-last; the same numbers up to float rounding, built on the first call and rebuilt
+    whenever the model's weights change); `model` itself is never modified, nor switched to eval mode.
+    fast=False: `model` itself runs, in eval mode (its mode is restored afterwards).
+    """
+    runner = inference_twin(model) if fast else model
     pil = load_image(image)
     x = image_to_tensor(pil, model.preprocess)[None]  # [1, 3, h, w]
-    device = next(model.parameters()).device
-    with torch.inference_mode(), _eval_mode(model), capture_attention(model) as maps:
-        out = model(x.to(device))
+    device = next(runner.parameters()).device
+    with torch.inference_mode(), _eval_mode(runner), capture_attention(runner) as maps:
+        out = runner(x.to(device))
     layer_logits = torch.stack([a["pred_logits"] for a in out["aux_outputs"]] + [out["pred_logits"]])
     layer_boxes = torch.stack([a["pred_boxes"] for a in out["aux_outputs"]] + [out["pred_boxes"]])
     n_cells = maps.encoder[0].shape[-1]

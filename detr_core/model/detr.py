@@ -32,8 +32,13 @@ class DETR(nn.Module):
 
     Attributes beyond the modules: `config` (DETRConfig), `preprocess` (PreprocessConfig),
     `class_names` (list indexed by class id; the extra last logit is "no object"), `hf_origin` (where a model
-    opened from the Hugging Face format came from, e.g. whether a mask head was set aside; None otherwise).
+    opened from the Hugging Face format came from, e.g. whether a mask head was set aside; None otherwise),
+    `use_inference_twin` (see below).
     """
+
+    # inspect_image and the teaching views run this model's cached inference twin (model/twin.py: same numbers,
+    # faster); False makes them run the model itself (the plain path, e.g. the app's --no-optimize)
+    use_inference_twin = True
 
     def __init__(self, config: DETRConfig, preprocess: PreprocessConfig | None = None,
                  class_names: Sequence[str] | None = None):

@@ -113,15 +113,19 @@ class _ChannelsLast(nn.Module):
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def optimize_for_inference(model: DETR, compile_backbone: bool = False, precision: str = "float32") -> DETR:
+def optimize_for_inference(model: DETR, compile_backbone: bool = False, precision: str = "float32", *,
+                           share_parameters: bool = False) -> DETR:
     """A copy of `model` in eval mode with batch norms folded and a channels-last backbone
     (compiled too with `compile_backbone`, which takes seconds; see `compile_backbone_now`).
 
     precision="bfloat16" is the approximate mode (see the module docstring); ValueError where the CPU
     has no native bfloat16, since there it would be slower, not faster.
+    share_parameters=True: only the ResNet (whose folded weights are new) is copied; the copy's input
+    projection, positions, transformer and heads use `model`'s own parameter tensors, which saves their
+    memory and means an update of them shows in both (what the cached inference twin wants, model/twin.py).
     """
     dtype = _backbone_dtype(precision)
-    fast = copy.deepcopy(model).eval()
+    fast = copy.deepcopy(model, _shared_tensors(model) if share_parameters else {}).eval()
     body = fast.backbone[0]
     count = fold_batch_norms(body.body)
     expected = sum(isinstance(m, _NORMS) for m in model.backbone[0].body.modules())
@@ -133,6 +137,13 @@ def optimize_for_inference(model: DETR, compile_backbone: bool = False, precisio
     if compile_backbone:
         compile_backbone_now(fast)
     return fast
+
+
+def _shared_tensors(model: DETR) -> dict:
+    """A deepcopy memo that maps every tensor outside the ResNet to itself, so that deepcopy keeps it shared."""
+    resnet = model.backbone[0]
+    own = {id(t) for t in (*resnet.parameters(), *resnet.buffers())}
+    return {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in own}
 
 
 def bfloat16_is_fast() -> bool:

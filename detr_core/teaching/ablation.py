@@ -17,6 +17,7 @@ from torch import nn
 from ..inspection.attention_recompute import recomputed_attention
 from ..inspection.inspection import Inspection, inspect_image
 from ..model.preprocess import ImageSource
+from ..model.twin import inference_twin
 
 KINDS = ("cross", "self", "encoder")  # decoder cross-attention, decoder self-attention, encoder self-attention
 
@@ -63,9 +64,11 @@ def ablated_heads(model: nn.Module, ablation: HeadAblation) -> Iterator[None]:
 
 
 def inspect_ablated(model: nn.Module, image: ImageSource, ablation: HeadAblation) -> Inspection:
-    """inspect_image with the heads switched off: one forward pass, every attention map kept."""
-    with ablated_heads(model, ablation):
-        return inspect_image(model, image)
+    """inspect_image with the heads switched off: one forward pass (of the model's inference twin), every
+    attention map kept."""
+    runner = inference_twin(model)  # the heads are switched off in what actually runs
+    with ablated_heads(runner, ablation):
+        return inspect_image(runner, image)
 
 
 @dataclass(frozen=True)

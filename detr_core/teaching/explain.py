@@ -25,6 +25,7 @@ from ..inspection.attention_recompute import recomputed_attention
 from ..inspection.capture import attention_modules
 from ..inspection.inspection import Inspection
 from ..model.preprocess import image_to_tensor
+from ..model.twin import inference_twin
 
 
 def attention_rollout(attention: np.ndarray, residual: float = 0.5) -> np.ndarray:
@@ -146,7 +147,9 @@ def explain_detection(model: nn.Module, ins: Inspection, query: int, label: int 
                       residual: float = 0.5) -> Explanation:
     """Raw attention, rollout and relevance for one query of `ins` (label: its best real class by default).
 
-    Re-runs `model` on ins.image with gradients (one forward, one backward pass).
+    Re-runs `model` on ins.image with gradients (one forward, one backward pass), as its inference twin: the
+    twin's backbone then runs eager and without a graph (backbone_without_grad); a compiled graph serves
+    inference mode only.
     """
     if not 0 <= query < ins.num_queries:
         raise ValueError(f"query={query} out of range 0..{ins.num_queries - 1}")
@@ -157,7 +160,7 @@ def explain_detection(model: nn.Module, ins: Inspection, query: int, label: int 
     if not 0 <= label < num_classes:
         raise ValueError(f"label={label} out of range 0..{num_classes - 1}")
     x = image_to_tensor(ins.image, model.preprocess)[None]  # [1, 3, h, w]
-    pairs = _attention_with_gradients(model, x, query, label)
+    pairs = _attention_with_gradients(inference_twin(model), x, query, label)
     relevance = chefer_relevance(pairs["encoder"], pairs["decoder_self"], pairs["decoder_cross"])  # [Q, HW]
     return Explanation(
         query, label, ins.class_name(label),

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..inspection.inspection import Inspection, inspect_image
 from ..model.preprocess import ImageSource
+from ..model.twin import inference_twin
 
 
 @dataclass
@@ -93,9 +94,10 @@ def capture_stages(model: nn.Module) -> Iterator[PipelineStages]:
 
 
 def inspect_with_stages(model: nn.Module, image: ImageSource) -> tuple[Inspection, PipelineStages]:
-    """inspect_image plus every stage's tensors, still one forward pass."""
-    with capture_stages(model) as stages:
-        ins = inspect_image(model, image)
+    """inspect_image plus every stage's tensors, still one forward pass (of the model's inference twin)."""
+    runner = inference_twin(model)  # the hooks go on what actually runs
+    with capture_stages(runner) as stages:
+        ins = inspect_image(runner, image)
     return ins, stages
 
 
