@@ -321,6 +321,10 @@ def verify(calls: list[Call], model_arg: str, images: list[Path], size: tuple[in
     from webapp.models import TINY, ModelCache
     from webapp.store import InspectionStore
     model = detr_core.untrained_model(tiny=True) if model_arg == TINY else detr_core.load_model(model_arg)
+    # its inference twin built now, never compiled: a background compile would compete with the checks for the
+    # CPU and, still running when the script ends, abort the interpreter ("terminate called without an active
+    # exception")
+    detr_core.inference_twin(model, compile_backbone=False)
     models, store, problems = ModelCache(optimize=False), InspectionStore(), []
     for i, image in enumerate(images):
         mine = [c for c in calls if c.session == i and c.error is None]
