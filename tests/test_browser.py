@@ -51,9 +51,9 @@ def _wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) ->
     raise TimeoutError(f"app.py did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`python app.py` with the tiny random model on a free loopback port; always stopped afterwards.
+def _serve(tmp_path_factory, app_args: list[str], log_name: str):
+    """`python app.py` with the tiny random model and `app_args` on a free loopback port, its output in
+    test-artifacts/`log_name`; yields its URL and always stops it afterwards.
 
     Its proxy is a closed loopback port and its torch hub cache an empty folder, so choosing an official
     model fails as it does offline, without any connection leaving this machine.
@@ -65,9 +65,9 @@ def app_url(tmp_path_factory):
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
            "http_proxy": proxy, "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
            "no_proxy": "127.0.0.1,localhost"}
-    log = open(ARTIFACTS / "browser-server.log", "wb")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(ARTIFACTS / log_name, "wb")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile",
+                               *app_args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_until_up(url, server)
@@ -80,6 +80,12 @@ def app_url(tmp_path_factory):
             server.kill()
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app as a user starts it (default memory budget)."""
+    yield from _serve(tmp_path_factory, [], "browser-server.log")
 
 
 @pytest.fixture(scope="module")
@@ -392,4 +398,53 @@ def test_closing_a_page_frees_its_analysis_on_the_server(browser, app_url):
 def test_the_server_log_has_no_traceback(app_url):
     """Every failure above reached the user as a message; none left a traceback in the server's log."""
     log = (ARTIFACTS / "browser-server.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def small_budget_url(tmp_path_factory):
+    """The app with a 0.5 MB memory budget: less than one page of the tiny model keeps (its teaching
+    thumbnail alone is about 1 MB), so a second page's analysis sets every entry of the first page aside."""
+    yield from _serve(tmp_path_factory, ["--memory-budget-mb", "0.5"], "browser-small-budget.log")
+
+
+def _wait_for_no_toast(page, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _toast_texts(page):
+        assert time.monotonic() < deadline, f"toasts stayed on the page: {_toast_texts(page)}"
+        page.wait_for_timeout(500)
+
+
+def test_a_page_whose_analysis_was_set_aside_gets_it_again_with_a_one_line_note(browser, small_budget_url):
+    """Eviction on the real app: page A analyses, page B's analysis (its enlarged 384-px image alone is 1 MB)
+    evicts everything of A's, and A's next control change runs the model again on A's image, redraws, and says
+    so in a one-line note; no error anywhere. (At this budget A's own larger thumbnails also evict its analysis
+    now and then; the test asks only that every such case reads as a note.)"""
+    first, second = _open(browser, small_budget_url), _open(browser, small_budget_url)
+    joins_first, joins_second = [], []
+    first.on("request", lambda r: joins_first.append(r.url) if "queue/join" in r.url else None)
+    second.on("request", lambda r: joins_second.append(r.url) if "queue/join" in r.url else None)
+    try:
+        _upload(first, EXAMPLE)
+        first.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+        _set_number(first, "threshold", 0.0)
+        first.locator("#detections-summary").get_by_text("above 0.00 out of 10 queries").wait_for()
+        _settle(first, joins_first)
+        # its own views may already have needed it again (its thumbnails exceed the budget); let those notes go
+        _wait_for_no_toast(first)
+        _upload(second, OTHER_EXAMPLE)
+        second.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+        _settle(second, joins_second)
+
+        _set_number(first, "threshold", 0.05)
+        first.locator("#detections-summary").get_by_text("above 0.05 out of 10 queries").wait_for()
+        first.locator("[data-testid=toast-text]").filter(has_text="it was run again").first.wait_for()
+        _settle(first, joins_first)
+        texts = _toast_texts(first) + _toast_texts(second)
+        assert not any("rror" in t for t in texts), texts
+        assert all(len(t.strip().splitlines()) == 1 for t in texts if "run again" in t), texts
+    finally:
+        first.close()
+        second.close()
+    log = (ARTIFACTS / "browser-small-budget.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
