@@ -221,8 +221,13 @@ def test_upload_click_and_choose_a_query(page):
 
 def test_a_new_upload_withdraws_the_previous_images_export(page):
     page.get_by_role("tab", name="Detections", exact=True).click()
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
     _upload(page, EXAMPLE)
     page.locator("#detections-summary").get_by_text("Image 512x600").wait_for()
+    # the summary already said 512x600 from the previous test's upload of the same image: wait for this
+    # upload's analysis and redraws (which empty every export) to end before making the figure
+    _settle(page, joins)
     page.locator("#detections-export").get_by_text("Export this view").click()
     page.locator("#detections-export-button").click()
     page.locator("#detections-export-file a").first.wait_for()
