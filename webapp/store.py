@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 MB = 1 << 20
 # 1.5 GiB: sixteen DETR-R50 inspections at 800x1066. With the model, Gradio and one forward pass in flight the
-# server then stays under 4 GB resident (benchmarks/load.py measures it).
+# server should then stay under 4 GB resident: benchmarks/load.py measured a 2.9 GB peak for 16 R50 sessions
+# holding 1.2 GB of it (README, "A class on one server"); a full budget under 60 sessions is not yet measured.
 DEFAULT_BUDGET_MB = 1536
 DEFAULT_IDLE_MINUTES = 20.0
 
