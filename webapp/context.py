@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import gradio as gr
 
+from .redraw import Redraw
+
 if TYPE_CHECKING:
     from .models import ModelCache
+    from .store import InspectionStore
 
 NO_IMAGE_HINT = "Upload an image on the left (or pick one of the examples under it) to see {what}."
 
@@ -45,17 +48,25 @@ class AppContext:
     alpha: gr.Slider
     cmap: gr.Dropdown
     models: "ModelCache"  # the process's models, for views that re-run one (never a second copy)
+    store: "InspectionStore"  # the process's inspections, for views that keep an extra forward pass
     data_roots: tuple[Path, ...] = ()  # folders whose data sets the page may open (teaching views)
     groups: gr.Tabs | None = None  # the top level of tabs: "Inspect" and "Teach"
     inspect_tabs: gr.Tabs | None = None  # detections, decoder, encoder
     after_analysis: list[Step] = field(default_factory=list)
     views: list[ViewSlot] = field(default_factory=list)
     exports: list[gr.File] = field(default_factory=list)  # emptied on every new image: no stale figure on offer
+    redraws: list[Redraw] = field(default_factory=list)  # wired by redraw.wire, one listener per trigger
 
     @property
     def display(self) -> list:
         """The heatmap display controls, in the order handlers take them (alpha, cmap)."""
         return [self.alpha, self.cmap]
+
+    def redraw(self, triggers: list, fn: Callable, inputs: list, outputs: list, api_name: str) -> None:
+        """Redraw `outputs` with `fn(*inputs)` on any of `triggers` (e.g. the colormap's .input). Never bind such
+        a listener directly: several views share the page's controls, and each control event must have exactly
+        one listener (see redraw.py); `api_name` names the view's own endpoint for scripts."""
+        self.redraws.append(Redraw(tuple(triggers), fn, tuple(inputs), tuple(outputs), api_name))
 
     @contextmanager
     def view(self, label: str, tab_id: str, what: str, requires: str | None = None,

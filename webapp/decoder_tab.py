@@ -158,13 +158,11 @@ def build(ctx: AppContext) -> None:
     gallery_in = [s, ctx.threshold, show_all, layer, head, *d, display, level]
     query_in = [s, query, layer, head, *d, display, level]
     # .input, not .change: refresh() sets these selectors, and that must not redraw everything twice.
-    gr.on([ctx.threshold.input, show_all.input, layer.input, head.input, ctx.alpha.input, ctx.cmap.input,
-           display.input, level.input],
-          skip_before_image(render_gallery, 1), gallery_in, gallery, api_name="query_gallery",
-          trigger_mode="always_last")
-    gr.on([query.submit, layer.input, head.input, ctx.alpha.input, ctx.cmap.input, display.input, level.input],
-          skip_before_image(render_query, 2), query_in, [view, info], api_name="query_view",
-          trigger_mode="always_last")
+    ctx.redraw([ctx.threshold.input, show_all.input, layer.input, head.input, ctx.alpha.input, ctx.cmap.input,
+                display.input, level.input],
+               skip_before_image(render_gallery, 1), gallery_in, [gallery], api_name="query_gallery")
+    ctx.redraw([query.submit, layer.input, head.input, ctx.alpha.input, ctx.cmap.input, display.input, level.input],
+               skip_before_image(render_query, 2), query_in, [view, info], api_name="query_view")
     gallery.select(select_tile, gallery_in, [query, view, info], api_name="select_query")
     export.click(export_decoder, [s, ctx.threshold, show_all, query, layer, head, ctx.cmap, display, level], file,
                  api_name="export_decoder")

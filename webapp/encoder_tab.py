@@ -122,10 +122,9 @@ def build(ctx: AppContext) -> None:
 
     s, d = ctx.session, ctx.display
     view_in = [s, x, y, layer, head, direction, *d, display, level]
-    gr.on([x.submit, y.submit, layer.input, head.input, direction.input, ctx.alpha.input, ctx.cmap.input,
-           display.input, level.input],
-          skip_before_image(render_encoder, 2), view_in, [view, info], api_name="encoder_map",
-          trigger_mode="always_last")
+    ctx.redraw([x.submit, y.submit, layer.input, head.input, direction.input, ctx.alpha.input, ctx.cmap.input,
+                display.input, level.input],
+               skip_before_image(render_encoder, 2), view_in, [view, info], api_name="encoder_map")
     ctx.input_image.select(skip_before_image(click, 6), [s, layer, head, direction, *d, display, level],
                            [x, y, view, info, ctx.groups, ctx.inspect_tabs], api_name="encoder_click",
                            trigger_mode="always_last")

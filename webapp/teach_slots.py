@@ -86,8 +86,8 @@ def build(ctx: AppContext) -> None:
         image = gr.Image(label="Predicted box centres per slot", interactive=False, format="png",
                          elem_id="slots-image", show_label=False)
         computed = gr.State(None)
-    min_score.input(skip_before_image(render_slots, 2), [ctx.session, computed, min_score], [image, info],
-                    api_name="teach_slots", trigger_mode="always_last")
+    ctx.redraw([min_score.input], skip_before_image(render_slots, 2), [ctx.session, computed, min_score],
+               [image, info], api_name="teach_slots")
     button.click(compute_handler(models), [ctx.session, min_score], [computed, image, info],
                  api_name="teach_slots_compute", concurrency_limit=1, concurrency_id="forward")
     ctx.after_analysis.append(Step(render_slots, [ctx.session, computed, min_score], [image, info], requires=DETR_ONLY_TEACHING))
