@@ -25,3 +25,14 @@ __all__ = [
     "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
     "inference_twin", "forget_inference_twin",
 ]
+
+# The DETR family through transformers (Conditional/DAB/Deformable DETR, RT-DETR(v2), D-FINE, DEIMv2, LW-DETR,
+# RF-DETR): open with open_any (or load_family_model), inspect with inspect_any, ask capabilities(result) what it
+# can show.
+from .family import (Capabilities, DeformableInspection, DenseFamilyInspection, FamilyModel, SamplingPoints,
+                     capabilities, inspect_any, inspect_family, load_family_model, open_any)
+
+__all__ += [
+    "Capabilities", "DeformableInspection", "DenseFamilyInspection", "FamilyModel", "SamplingPoints",
+    "capabilities", "inspect_any", "inspect_family", "load_family_model", "open_any",
+]

@@ -16,6 +16,7 @@ from webapp import decoder_tab, detections_tab, encoder_tab
 from webapp.analysis import analyze_handler, readable_upload, status_handler, switch_handler
 from webapp.controls import DIRECTIONS, GRID, MEAN, head_choices, skip_before_image
 from webapp.models import TINY, ModelCache, describe
+from webapp.sampling_controls import ALL_LEVELS, POINTS
 from webapp.session import MAX_SIDE, VIEW_MIN_SIDE, Session
 
 HEADS = head_choices(4)  # the tiny model has 4 heads and 2+2 layers
@@ -117,10 +118,11 @@ def test_every_handler_before_any_image_asks_for_one():
         lambda: detections_tab.export_detections(None, 0.5),
         lambda: decoder_tab.render_gallery(None, 0.5, False, 2, "mean", 0.6, "inferno"),
         lambda: decoder_tab.render_query(None, 0, 2, "mean", 0.6, "inferno"),
-        lambda: decoder_tab.select_tile(None, 0.5, False, 2, "mean", 0.6, "inferno", _select(0)),
+        lambda: decoder_tab.select_tile(None, 0.5, False, 2, "mean", 0.6, "inferno", POINTS, ALL_LEVELS, _select(0)),
         lambda: decoder_tab.export_decoder(None, 0.5, False, 0, 2, "mean", "inferno"),
         lambda: encoder_tab.render_encoder(None, 1, 1, 2, "mean", DIRECTIONS[0], 0.6, "inferno"),
-        lambda: encoder_tab.click(None, 2, "mean", DIRECTIONS[0], 0.6, "inferno", _select([1, 1])),
+        lambda: encoder_tab.click(None, 2, "mean", DIRECTIONS[0], 0.6, "inferno", POINTS, ALL_LEVELS,
+                                          _select([1, 1])),
         lambda: encoder_tab.export_encoder(None, 1, 1, 2, "mean", DIRECTIONS[0], "inferno"),
     ]
     for call in calls:
@@ -190,10 +192,11 @@ def test_decoder_gallery_shows_only_detections_unless_asked(session):
 def test_choosing_a_tile_shows_that_query(session):
     cards_order = [int(c.split(":")[0].split()[-1])
                    for _, c in decoder_tab.render_gallery(session, 0.0, True, 2, "max", 0.6, "inferno")]
-    query, view, info = decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", _select(2))
+    query, view, info = decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", POINTS, ALL_LEVELS,
+                                                  _select(2))
     assert query == cards_order[2] and f"Query {query}" in info
     with pytest.raises(gr.Error, match="no gallery tile"):
-        decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", _select(99))
+        decoder_tab.select_tile(session, 0.0, True, 2, "max", 0.6, "inferno", POINTS, ALL_LEVELS, _select(99))
 
 
 @pytest.mark.parametrize("bad", [dict(layer=0), dict(layer=3), dict(layer=1.5), dict(head="5"), dict(head="x"),
@@ -207,7 +210,9 @@ def test_decoder_rejects_bad_values(session, bad):
 @pytest.mark.parametrize("head", ["mean", GRID])
 def test_decoder_export_and_refresh(session, head):
     assert decoder_tab.export_decoder(session, 0.0, True, 1, 2, head, "inferno").endswith(".png")
-    layer, heads, gallery, query, view, info = decoder_tab.refresh(session, 0.7, False, 6, "head 7", 0.6, "inferno")
+    layer, heads, gallery, query, view, info, row, _, levels = decoder_tab.refresh(session, 0.7, False, 6, "head 7",
+                                                                                    0.6, "inferno")
+    assert row.visible is False and levels.choices == [(ALL_LEVELS, ALL_LEVELS)]  # DETR: one dense map per query
     assert layer.maximum == 2 and layer.value == 2 and heads.value == MEAN  # this model has no head 7
     assert query == viz_best_query(session) and view.size == session.view_base().size
     with pytest.raises(gr.Error, match="no query to export"):
@@ -286,7 +291,7 @@ def test_clicks_map_to_the_right_cell_for_any_shape(models, tmp_path, size):
     rows, cols = coords.valid_cells
     for (x, y), cell in [((0, 0), (1, 1)), ((w - 1, h - 1), (rows, cols))]:
         cx, cy, view, info, group, tab = encoder_tab.click(session, 2, MEAN, DIRECTIONS[0], 0.6, "inferno",
-                                                           _select([x, y]))
+                                                           POINTS, ALL_LEVELS, _select([x, y]))
         assert (cx, cy) == (x, y) and f"row {cell[0]}/" in info and f"column {cell[1]}/" in info
         assert view.size == session.view_base().size and (group.selected, tab.selected) == ("inspect", "encoder")
 
@@ -294,7 +299,7 @@ def test_clicks_map_to_the_right_cell_for_any_shape(models, tmp_path, size):
 @pytest.mark.parametrize("index", [None, [None, None], [5], "x"])
 def test_empty_clicks_give_a_plain_error(session, index):
     with pytest.raises(gr.Error, match="did not land on the image"):
-        encoder_tab.click(session, 2, "mean", DIRECTIONS[0], 0.6, "inferno", _select(index))
+        encoder_tab.click(session, 2, "mean", DIRECTIONS[0], 0.6, "inferno", POINTS, ALL_LEVELS, _select(index))
 
 
 @pytest.mark.parametrize("bad", [dict(x=None), dict(x=500), dict(y=-3), dict(direction="sideways"),
@@ -307,7 +312,9 @@ def test_encoder_rejects_bad_values(session, bad):
 
 def test_encoder_export_and_refresh(session):
     assert encoder_tab.export_encoder(session, 5, 5, 1, "max", DIRECTIONS[1], "jet").endswith(".png")
-    layer, heads, x, y, view, info = encoder_tab.refresh(session, None, GRID, DIRECTIONS[0], 0.6, "inferno")
+    layer, heads, x, y, view, info, row, _, _ = encoder_tab.refresh(session, None, GRID, DIRECTIONS[0], 0.6,
+                                                                     "inferno")
+    assert row.visible is False  # DETR's encoder is dense: no points or level selectors
     assert (x, y) == (90, 60) and layer.value == 2 and heads.value == GRID
 
 

@@ -4,8 +4,9 @@ import torch
 
 import detr_core
 from webapp.detections_tab import render_detections
-from webapp.models import LoadedModel, describe, known_classes
+from webapp.models import LoadedModel, ModelCache, describe, known_classes
 from webapp.session import Session
+from webapp.store import InspectionStore
 
 SHAPES = ["circle", "square", "triangle", "star", "cross"]
 
@@ -20,6 +21,13 @@ def _silent_model():
         model.class_embed.bias.fill_(-20.0)
         model.class_embed.bias[-1] = 20.0
     return model
+
+
+def _session(inspection, model_source: str) -> Session:
+    """A page's session as the app keeps it: the image and model name, the inspection in the store."""
+    session = Session(model_source, inspection.image, model_source, InspectionStore(), ModelCache(optimize=False))
+    session.keep(inspection)
+    return session
 
 
 def test_the_status_line_lists_the_classes():
@@ -37,9 +45,9 @@ def test_no_detection_is_said_in_one_line_and_the_shapes_model_says_what_it_know
     model = _silent_model()
     photo = np.full((48, 64, 3), 120, np.uint8)
     inspection = detr_core.inspect_image(model, photo)
-    _, rows, summary = render_detections(Session(inspection, "shapes"), 0.7)
+    _, rows, summary = render_detections(_session(inspection, "shapes"), 0.7)
     assert len(rows) == 0
     assert "No object above 0.70" in summary and "no object" in summary
     assert "only knows 5 shapes (circle, square, triangle, star, cross)" in summary and "detr-r50" in summary
-    _, _, other = render_detections(Session(inspection, "my-model.pth"), 0.7)
+    _, _, other = render_detections(_session(inspection, "my-model.pth"), 0.7)
     assert "No object above 0.70" in other and "detr-r50" not in other

@@ -51,9 +51,9 @@ def _wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) ->
     raise TimeoutError(f"app.py did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`python app.py` with the tiny random model on a free loopback port; always stopped afterwards.
+def _serve(tmp_path_factory, app_args: list[str], log_name: str):
+    """`python app.py` with the tiny random model and `app_args` on a free loopback port, its output in
+    test-artifacts/`log_name`; yields its URL and always stops it afterwards.
 
     Its proxy is a closed loopback port and its torch hub cache an empty folder, so choosing an official
     model fails as it does offline, without any connection leaving this machine.
@@ -65,9 +65,9 @@ def app_url(tmp_path_factory):
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
            "http_proxy": proxy, "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
            "no_proxy": "127.0.0.1,localhost"}
-    log = open(ARTIFACTS / "browser-server.log", "wb")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(ARTIFACTS / log_name, "wb")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile",
+                               *app_args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_until_up(url, server)
@@ -80,6 +80,12 @@ def app_url(tmp_path_factory):
             server.kill()
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app as a user starts it (default memory budget)."""
+    yield from _serve(tmp_path_factory, [], "browser-server.log")
 
 
 @pytest.fixture(scope="module")
@@ -217,8 +223,13 @@ def test_upload_click_and_choose_a_query(page):
 
 def test_a_new_upload_withdraws_the_previous_images_export(page):
     page.get_by_role("tab", name="Detections", exact=True).click()
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
     _upload(page, EXAMPLE)
     page.locator("#detections-summary").get_by_text("Image 512x600").wait_for()
+    # the summary already said 512x600 from the previous test's upload of the same image: wait for this
+    # upload's analysis and redraws (which empty every export) to end before making the figure
+    _settle(page, joins)
     page.locator("#detections-export").get_by_text("Export this view").click()
     page.locator("#detections-export-button").click()
     page.locator("#detections-export-file a").first.wait_for()
@@ -281,7 +292,166 @@ def test_a_model_that_cannot_load_is_reported_whole_once_and_the_menu_goes_back(
     assert "tiny" in page.locator("#model-status").inner_text()
 
 
+# Which views each display control redraws (elem ids of the views), and the tab each view lives in.
+VIEW_TAB = {"#detections": "detections", "#query-gallery": "decoder", "#query-view": "decoder",
+            "#encoder-map": "encoder", "#layers-strip": "teach-layers", "#queries-boxes": "teach-queries"}
+HEATMAP_VIEWS = ["#query-gallery", "#query-view", "#encoder-map", "#layers-strip"]
+THRESHOLD_VIEWS = ["#detections", "#query-gallery", "#queries-boxes"]
+SPINNING = """() => Array.from(document.querySelectorAll('[data-testid=status-tracker]'))
+    .filter(e => e.offsetParent !== null && !e.classList.contains('hide'))
+    .map(e => (e.closest('[id]') || {id: '?'}).id)"""
+
+
+def _show_tab(page, tab: str) -> None:
+    group = "inspect" if tab in VIEWS["inspect"] else "teach"
+    page.locator(f"#view-groups [role=tablist] button[data-tab-id={group}]").click()
+    page.locator(f"#{group}-views [role=tablist] button[data-tab-id={tab}]").click()
+
+
+def _srcs(page, view: str) -> list[str]:
+    """The view's image sources (a gallery has one per tile), once its tab is shown."""
+    _show_tab(page, VIEW_TAB[view])
+    page.locator(f"{view}").first.wait_for()
+    return page.locator(f"{view} img").evaluate_all("els => els.map(e => e.getAttribute('src'))")
+
+
+def _settle(page, joins: list, quiet_ms: int = 2000, timeout_s: float = 90) -> None:
+    """Wait until no request has been sent for quiet_ms and no view shows a spinner; fail if that never comes
+    (the page re-sending requests by itself, or a spinner that stays)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sent = len(joins)
+        page.wait_for_timeout(quiet_ms)
+        if len(joins) == sent and not page.evaluate(SPINNING):
+            return
+    raise AssertionError(f"still busy after {timeout_s} s: {len(joins)} requests so far, spinners at "
+                         f"{page.evaluate(SPINNING)}")
+
+
+def _set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _changes(page) -> list:
+    """(control, tab it is changed from, how to change it, views that must change): every display control from
+    every tab that shows it: the left column's from each inspect tab and from two teaching tabs."""
+    shared = []
+    tabs = ["detections", "decoder", "encoder", "teach-layers", "teach-queries"]
+    for tab, cmap, alpha in zip(tabs, ["viridis", "magma", "plasma", "jet", "turbo"], [0.3, 0.8, 0.4, 0.9, 0.2]):
+        shared += [(f"threshold {t}", tab, lambda t=t: _set_number(page, "threshold", t), THRESHOLD_VIEWS)
+                   for t in (0.7, 0.0)]  # the random tiny model: no detection above 0.7, all ten above 0
+        shared += [(f"colormap {cmap}", tab, lambda c=cmap: _pick(page, "cmap", c), HEATMAP_VIEWS),
+                   (f"opacity {alpha}", tab, lambda a=alpha: _set_number(page, "alpha", a), HEATMAP_VIEWS)]
+    own = [("decoder layer 1", "decoder", lambda: _set_number(page, "decoder-layer", 1), HEATMAP_VIEWS[:2]),
+           ("decoder head 2", "decoder", lambda: _pick(page, "decoder-head", "head 2"), HEATMAP_VIEWS[:2]),
+           ("encoder layer 1", "encoder", lambda: _set_number(page, "encoder-layer", 1), ["#encoder-map"]),
+           ("encoder head max", "encoder", lambda: _pick(page, "encoder-head", "max over heads"), ["#encoder-map"]),
+           ("encoder direction", "encoder",
+            lambda: page.locator("#encoder-direction").get_by_text("which locations look here").click(),
+            ["#encoder-map"])]
+    return shared + own
+
+
+def test_every_display_control_redraws_its_views_from_every_tab_and_nothing_keeps_spinning(fresh_page):
+    """The colormap froze the encoder view and the gallery behind a spinner for good (several listeners on one
+    event re-triggered each other): every control, from every tab, must now redraw each of its views once and let
+    the page fall quiet."""
+    page, joins = fresh_page, []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
+    _upload(page, EXAMPLE)
+    page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+    page.locator("#model-status").get_by_text("the model saw it").wait_for()
+    _set_number(page, "threshold", 0.0)  # every query in the gallery, so that heatmap changes show there too
+    _settle(page, joins)
+    page.get_by_text("Heatmap display").click()
+    shown = {view: _srcs(page, view) for view in VIEW_TAB}
+    assert all(shown[view] for view in HEATMAP_VIEWS), shown
+    for control, tab, change, views in _changes(page):
+        _show_tab(page, tab)
+        sent = len(joins)
+        change()
+        _settle(page, joins)
+        # one listener per change; a pick in a dropdown fires its .input twice in Gradio 6.31, hence at most two
+        assert 1 <= len(joins) - sent <= 2, f"{control} from {tab}: {len(joins) - sent} requests for one change"
+        for view in views:
+            now = _srcs(page, view)
+            assert now != shown[view], f"{control} from the {tab} tab did not redraw {view}"
+            shown[view] = now
+    page.screenshot(path=ARTIFACTS / "browser-7-display-controls.png", full_page=True)
+
+
+def test_closing_a_page_frees_its_analysis_on_the_server(browser, app_url):
+    """demo.unload: the server drops a closed page's inspection at once (its log says how many entries)."""
+    log = ARTIFACTS / "browser-server.log"
+    freed = re.compile(r"a page closed: ([1-9]\d*) of its entries left the store")
+    before = len(freed.findall(log.read_text(errors="replace")))
+    page = _open(browser, app_url)
+    _upload(page, EXAMPLE)
+    page.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+    page.close()
+    deadline = time.monotonic() + 60
+    while len(freed.findall(log.read_text(errors="replace"))) == before:
+        assert time.monotonic() < deadline, "the server never freed the closed page's analysis"
+        time.sleep(0.5)
+
+
 def test_the_server_log_has_no_traceback(app_url):
     """Every failure above reached the user as a message; none left a traceback in the server's log."""
     log = (ARTIFACTS / "browser-server.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def small_budget_url(tmp_path_factory):
+    """The app with a 0.5 MB memory budget: less than one page of the tiny model keeps (its teaching
+    thumbnail alone is about 1 MB), so a second page's analysis sets every entry of the first page aside."""
+    yield from _serve(tmp_path_factory, ["--memory-budget-mb", "0.5"], "browser-small-budget.log")
+
+
+def _wait_for_no_toast(page, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _toast_texts(page):
+        assert time.monotonic() < deadline, f"toasts stayed on the page: {_toast_texts(page)}"
+        page.wait_for_timeout(500)
+
+
+def test_a_page_whose_analysis_was_set_aside_gets_it_again_with_a_one_line_note(browser, small_budget_url):
+    """Eviction on the real app: page A analyses, page B's analysis (its enlarged 384-px image alone is 1 MB)
+    evicts everything of A's, and A's next control change runs the model again on A's image, redraws, and says
+    so in a one-line note; no error anywhere. (At this budget A's own larger thumbnails also evict its analysis
+    now and then; the test asks only that every such case reads as a note.)"""
+    first, second = _open(browser, small_budget_url), _open(browser, small_budget_url)
+    joins_first, joins_second = [], []
+    first.on("request", lambda r: joins_first.append(r.url) if "queue/join" in r.url else None)
+    second.on("request", lambda r: joins_second.append(r.url) if "queue/join" in r.url else None)
+    try:
+        _upload(first, EXAMPLE)
+        first.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+        _set_number(first, "threshold", 0.0)
+        first.locator("#detections-summary").get_by_text("above 0.00 out of 10 queries").wait_for()
+        _settle(first, joins_first)
+        # its own views may already have needed it again (its thumbnails exceed the budget); let those notes go
+        _wait_for_no_toast(first)
+        _upload(second, OTHER_EXAMPLE)
+        second.locator("#detections-summary").get_by_text("out of 10 queries").wait_for()
+        _settle(second, joins_second)
+
+        _set_number(first, "threshold", 0.05)
+        first.locator("#detections-summary").get_by_text("above 0.05 out of 10 queries").wait_for()
+        first.locator("[data-testid=toast-text]").filter(has_text="it was run again").first.wait_for()
+        _settle(first, joins_first)
+        texts = _toast_texts(first) + _toast_texts(second)
+        assert not any("rror" in t for t in texts), texts
+        assert all(len(t.strip().splitlines()) == 1 for t in texts if "run again" in t), texts
+    finally:
+        first.close()
+        second.close()
+    log = (ARTIFACTS / "browser-small-budget.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]

@@ -19,7 +19,8 @@ from detr_core.teaching.query_slots import QuerySlotStats
 from webapp import teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries, \
     teach_slots
 from webapp.models import ModelCache
-from webapp.session import Session
+from webapp.session import analyze
+from webapp.store import InspectionStore
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def models():
 @pytest.fixture(scope="module")
 def session(models):
     image = np.random.default_rng(4).integers(0, 255, (120, 180, 3), dtype=np.uint8)
-    return Session(detr_core.inspect_image(models.get("tiny").model, image), "tiny")
+    return analyze(models, InspectionStore(), models.get("tiny"), image)
 
 
 def test_query_bars_stack_each_querys_probabilities(session):
@@ -113,30 +114,37 @@ def test_layers_and_queries_tabs_render_from_the_stored_inspection(session):
 
 def test_pipeline_tab_runs_once_per_image(session, models):
     show = teach_pipeline.show_handler(models)
-    cache, *outputs = show(session, None, 0.5)
-    assert cache[0] is session.inspection and len(outputs) == 12
-    again, *_ = show(session, cache, 0.5)
-    assert again is cache
-    placeholder = teach_pipeline.refresh_handler(models)(session, None, 0.5)
-    assert placeholder[0] is None and "Press the button" in placeholder[7]
+    opened, *outputs = show(session, False, 0.5)
+    assert opened is True and len(outputs) == 12
+    stages = session.store.get((session.key, "pipeline"))  # kept in the store, beside the inspection
+    assert stages.backbone.shape[-2:] == session.inspection.feature_size
+    show(session, True, 0.5)
+    assert session.store.get((session.key, "pipeline")) is stages  # not run again
+    placeholder = teach_pipeline.refresh_handler(models)(session, False, 0.5)
+    assert placeholder[0] is False and "Press the button" in placeholder[7]
 
 
 def test_matching_tab_on_a_bundled_image(session, models, tmp_path):
     roots = (teach_matching.SHAPES_VAL.parent,)
     names = teach_matching.list_images_handler(roots)(str(teach_matching.SHAPES_VAL)).choices
     match = teach_matching.match_handler(models, roots)
-    cache, pairs, costs, rows, text = match(session, str(teach_matching.SHAPES_VAL), names[0][0], 1, 5, 2, None)
+    pairs, costs, rows, text = match(session, str(teach_matching.SHAPES_VAL), names[0][0], 1, 5, 2)
     assert len(rows) == 10 and "Loss" in text and "category k is compared with class k" in text
+    # the data set image's inspection is kept once per (model, image), for every page to share
+    file = str(teach_matching.CocoSet(teach_matching.SHAPES_VAL).files()[0])
+    kept = session.store.get(("matching", "tiny", file))
+    assert kept.image_size == detr_core.load_image(file).size[::-1]
     with pytest.raises(gr.Error, match="COCO"):
-        match(session, "", names[0][0], 1, 5, 2, None)
+        match(session, "", names[0][0], 1, 5, 2)
     with pytest.raises(gr.Error, match="weights are 0"):
-        match(session, str(teach_matching.SHAPES_VAL), names[0][0], 0, 0, 0, cache)
+        match(session, str(teach_matching.SHAPES_VAL), names[0][0], 0, 0, 0)
+    assert session.store.get(("matching", "tiny", file)) is kept
     # a set elsewhere on the server is refused, even through "..", with a way out in the message
     for outside in (str(tmp_path), str(teach_matching.SHAPES_VAL / ".." / ".." / "tests")):
         with pytest.raises(gr.Error, match="outside the folders this app may read.*--data-root"):
             teach_matching.list_images_handler(roots)(outside)
         with pytest.raises(gr.Error, match="outside the folders"):
-            match(session, outside, names[0][0], 1, 5, 2, None)
+            match(session, outside, names[0][0], 1, 5, 2)
 
 
 def test_explain_and_ablation_tabs(session, models):

@@ -469,3 +469,11 @@ def test_unreadable_sources_are_named_in_the_message(tmp_path):
     assert str(err.value) == (
         "model source 'no-such-model.pth' is neither a file, a Hugging Face folder or Hub id (owner/name), nor one "
         "of ['detr-r101', 'detr-r101-dc5', 'detr-r50', 'detr-r50-dc5', 'shapes', 'untrained']")
+
+
+def test_bundled_shapes_model_invents_nothing_on_the_portrait_example():
+    """The first example on the page is a photo with no shape in it: the offline model must answer "no object"."""
+    model = detr_core.load_model("shapes")
+    portrait = Path(__file__).resolve().parents[1] / "webapp" / "examples" / "grace_hopper.jpg"
+    ins = detr_core.inspect_image(model, portrait)
+    assert ins.detections(0.7) == []  # the app's default threshold

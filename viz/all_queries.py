@@ -46,9 +46,12 @@ def all_queries_image(ins: Inspection, threshold: float, base: Image.Image | Non
 
 
 def _stack(probs: np.ndarray) -> list[tuple[float, tuple[int, int, int]]]:
-    """One query's bar from the bottom: best class, other classes, no object. probs [C+1]."""
+    """One query's bar from the bottom: best class, other classes, no object. probs [C+1]. For the DETR family's
+    sigmoid scores "no object" is 1 - best (detr_core.family.scoring), so the other-classes part is empty; it is
+    clipped at 0, where float rounding can leave it a hair below (a drawn height must not be negative)."""
     best = int(np.argmax(probs[:-1]))
-    return [(float(probs[best]), class_colour(best)), (float(1.0 - probs[best] - probs[-1]), OTHER_CLASSES),
+    other = max(0.0, float(1.0 - probs[best] - probs[-1]))
+    return [(float(probs[best]), class_colour(best)), (other, OTHER_CLASSES),
             (float(probs[-1]), NO_OBJECT)]
 
 

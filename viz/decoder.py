@@ -57,12 +57,15 @@ def card_for(ins: Inspection, query: int) -> QueryCard:
 
 def query_image(ins: Inspection, card: QueryCard, layer: int = -1, head=None, alpha: float = 0.6,
                 cmap: str = "inferno", max_side: int | None = None, base: Image.Image | None = None,
-                label: bool = True) -> Image.Image:
+                label: bool = True, level: int | None = None) -> Image.Image:
     """The query's cross-attention (one layer; head None/'mean', 'max' or an index) over the image,
-    with the query's final box in its colour. base: the image already fitted to max_side (saves a resize)."""
+    with the query's final box in its colour. base: the image already fitted to max_side (saves a resize).
+    level: for deformable models, only that feature level's sampling weight (None: every level)."""
     if base is None:
         base = ins.image if max_side is None else fit(ins.image, max_side)
-    heat = overlay(base, ins.decoder_map(card.query, layer, head), ins.coords, alpha, cmap)
+    attention = (ins.decoder_map(card.query, layer, head) if level is None
+                 else ins.decoder_map(card.query, layer, head, level))  # [fh, fw]
+    heat = overlay(base, attention, ins.coords, alpha, cmap)
     scale = base.width / ins.image_size[1]
     box = Box(tuple(v * scale for v in card.detection.box), card.caption() if label else "", card.colour)
     return draw_boxes(heat, [box])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from PIL import Image
 
 from detr_core import Inspection
+from detr_core.family import capabilities
 
 from .grid import grid_columns, tile_grid
 from .heatmap import draw_marker, fit, overlay
@@ -27,7 +28,7 @@ def encoder_head_grid(ins: Inspection, x: float, y: float, layer: int = -1, inco
                       alpha: float = 0.6, cmap: str = "inferno", tile_side: int = HEAD_TILE_SIDE) -> Image.Image:
     """Every head of one encoder layer at the point, side by side."""
     base = fit(ins.image, tile_side)
-    heads = ins.encoder_attention.shape[1]
+    heads = capabilities(ins).encoder_heads  # DETR's and the family's encoders alike
     tiles = [encoder_image(ins, x, y, layer, h, incoming, alpha, cmap, base=base) for h in range(heads)]
     return tile_grid(tiles, [f"head {h + 1}" for h in range(heads)], grid_columns(heads, base.width / base.height))
 

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from detr_core import Inspection
+from detr_core.family.scoring import layer_probabilities
 
 from .detections import Box, draw_boxes
 from .grid import grid_columns, tile_grid
@@ -16,16 +17,12 @@ from .palette import box_colour
 TILE_SIDE = 320
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def layer_predictions(ins: Inspection, query: int) -> list[tuple[str, float, float, tuple]]:
     """Per decoder layer: (best real class, its probability, no-object probability, box x0, y0, x1, y1 pixels)."""
     if not 0 <= query < ins.num_queries:
         raise ValueError(f"query={query} out of range 0..{ins.num_queries - 1}")
-    probs = _softmax(ins.layer_logits[:, query].astype(np.float64))  # [L, C+1]
+    # [L, C+1]: DETR's softmax with its "no object" class, or the family's sigmoid scores (last: 1 - best)
+    probs = np.stack([layer_probabilities(ins, layer)[query] for layer in range(len(ins.layer_logits))])
     boxes = ins.coords.boxes_to_pixels(ins.layer_boxes[:, query])  # [L, 4]
     best = probs[:, :-1].argmax(-1)  # [L]
     return [(ins.class_name(int(best[l])), float(probs[l, best[l]]), float(probs[l, -1]),

@@ -36,3 +36,16 @@ def colormap_lut(name: str) -> np.ndarray:
 def hex_colour(rgb: tuple[int, int, int]) -> str:
     """(r, g, b) -> '#rrggbb', for matplotlib and HTML."""
     return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+# Feature levels of multi-scale models (finest first), in colours apart from each other and from skin and sky.
+LEVEL_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (255, 48, 48), (255, 210, 0), (0, 210, 255), (190, 90, 255), (90, 255, 120),
+)
+REFERENCE_COLOUR = (0, 255, 0)  # a query's reference point, as the Deformable DETR paper marks it
+
+
+def level_colour(level: int) -> tuple[int, int, int]:
+    """Colour of the sampling points on feature level `level` (0 = finest)."""
+    if level < 0:
+        raise ValueError(f"level={level} must be >= 0")
+    return LEVEL_COLOURS[level % len(LEVEL_COLOURS)]

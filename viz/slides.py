@@ -1,10 +1,13 @@
 """Print-quality figures for slides, in the style of the DETR paper, and their command line:
 
-    detr-lens-figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both] [--points X,Y ...]
+    detr-lens-figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both|sampling] [--points X,Y ...]
     (from a clone also: python -m viz.figures ...)
 
 encoder: the image with reference points, and each point's encoder self-attention (paper Fig. 3).
 decoder: every detection's decoder cross-attention with its box (paper Fig. 6).
+sampling: deformable models (Deformable DETR, RT-DETR, D-FINE, RF-DETR, ...): every detection's sampling points
+with its box and reference point, above their splatted heatmap (the Deformable DETR paper's figure).
+--model takes DETR names and checkpoints, or a DETR-family folder (config.json) or Hub id.
 """
 from __future__ import annotations
 
@@ -17,12 +20,14 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from detr_core import Inspection
+from detr_core.family import capabilities
 
 from .decoder import query_cards
 from .print_figures import PANEL_INCHES, decoder_figure
 from .heatmap import normalise, upsample
+from .sampling_figure import sampling_figure
 
-FIGURES = ("encoder", "decoder", "both")
+FIGURES = ("encoder", "decoder", "both", "sampling")
 POINT_COLOURS = ("#00ffff", "#ff00ff", "#ffff00", "#00ff00", "#ff8800", "#ffffff")
 
 
@@ -64,7 +69,7 @@ def encoder_points_figure(ins: Inspection, points: Sequence[tuple[float, float]]
                          fontweight="bold")
     for ax in axes:
         ax.set_axis_off()
-    layer_name = len(ins.encoder_attention) if layer == -1 else layer + 1
+    layer_name = capabilities(ins).encoder_layers if layer == -1 else layer + 1
     fig.suptitle(title or f"encoder self-attention, layer {layer_name}, mean over heads", fontsize=10)
     return fig
 
@@ -76,6 +81,18 @@ def decoder_detections_figure(ins: Inspection, threshold: float, layer: int = -1
     if not cards:
         raise ValueError(f"no detection scores above threshold={threshold}; lower --threshold")
     return decoder_figure(ins, cards, layer, None, cmap, title or f"decoder cross-attention, score > {threshold}")
+
+
+def sampling_detections_figure(ins, threshold: float, layer: int = -1, head: int | None = None,
+                               cmap: str = "inferno", count: int = 4, title: str = "") -> Figure:
+    """Each detection's sampling points with its box and reference point, above their splat (at most `count`)."""
+    reason = capabilities(ins).reason("sampling_points")
+    if reason:
+        raise ValueError(f"no sampling-point figure for this model: {reason}")
+    cards = query_cards(ins, threshold)[:count]
+    if not cards:
+        raise ValueError(f"no detection scores above threshold={threshold}; lower --threshold")
+    return sampling_figure(ins, cards, layer, head, cmap, title)
 
 
 def _parse_point(text: str) -> tuple[float, float]:
@@ -102,30 +119,38 @@ def save_figures(figures: dict[str, Figure], out: Path, dpi: int) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import detr_core  # here: drawing functions never need a model
+    from detr_core.family import inspect_any, open_any  # here: drawing functions never need a model
 
     installed = Path(sys.argv[0]).name == "detr-lens-figures"  # the console script, else python -m viz.figures
     parser = argparse.ArgumentParser(prog="detr-lens-figures" if installed else "python -m viz.figures",
                                      description="Paper-style DETR figures for slides.")
     parser.add_argument("image")
-    parser.add_argument("--model", required=True, help="detr-r50, shapes, untrained, ... or a checkpoint path")
+    parser.add_argument("--model", required=True,
+                        help="detr-r50, shapes, untrained, ..., a checkpoint path, or a DETR-family folder / Hub id")
     parser.add_argument("--out", required=True, type=Path, help="FILE.pdf (a page per figure) or FILE.png")
     parser.add_argument("--figure", choices=FIGURES, default="both")
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--layer", type=int, default=0, help="1-based layer; 0 (default) is the last")
+    parser.add_argument("--head", type=int, default=0, help="1-based head for --figure sampling; 0 (default): all")
+    parser.add_argument("--count", type=int, default=4, help="detections drawn by --figure sampling")
     parser.add_argument("--points", type=_parse_point, nargs="+", help="encoder reference points x,y in pixels")
     parser.add_argument("--cmap", default="inferno")
+    parser.add_argument("--title", default="", help="a title for every figure (default: what it shows)")
     parser.add_argument("--dpi", type=int, default=300)
     args = parser.parse_args(argv)
     try:
-        ins = detr_core.inspect_image(detr_core.load_model(args.model), args.image)
+        ins = inspect_any(open_any(args.model), args.image)
         layer = args.layer - 1 if args.layer > 0 else -1
         figures = {}
         if args.figure in ("encoder", "both"):
             points = args.points or default_points(ins, args.threshold)
-            figures["encoder"] = encoder_points_figure(ins, points, layer, args.cmap)
+            figures["encoder"] = encoder_points_figure(ins, points, layer, args.cmap, args.title)
         if args.figure in ("decoder", "both"):
-            figures["decoder"] = decoder_detections_figure(ins, args.threshold, layer, args.cmap)
+            figures["decoder"] = decoder_detections_figure(ins, args.threshold, layer, args.cmap, title=args.title)
+        if args.figure == "sampling":
+            head = args.head - 1 if args.head > 0 else None
+            figures["sampling"] = sampling_detections_figure(ins, args.threshold, layer, head, args.cmap, args.count,
+                                                             args.title)
         paths = save_figures(figures, args.out, args.dpi)
     except (ValueError, RuntimeError, IndexError) as err:
         parser.error(str(err))

@@ -13,6 +13,7 @@ import gradio as gr
 
 from .models import LoadedModel, ModelCache, describe
 from .session import Session, analyze
+from .store import InspectionStore
 
 LOAD_FAILED = "Could not load the model"
 
@@ -35,12 +36,16 @@ def status_line(loaded: LoadedModel, session: Session | None) -> str:
     return f"{describe(loaded)} {session.size_note()}" if session else describe(loaded)
 
 
-def analyze_handler(models: ModelCache):
-    """fn(image path, model name) -> (session, the analysed image for the input, status).
+def analyze_handler(models: ModelCache, store: InspectionStore | None = None):
+    """fn(image path, model name, owner=None) -> (session, the analysed image for the input, status). `owner`: the
+    Gradio session of the page, whose earlier analyses leave the store. `store`: where the inspections are kept
+    (a store of its own by default).
 
     On failure: (None, None, status): the views empty, the upload box back to its drop zone.
     """
-    def analyze_image(path, model_name: str):
+    store = InspectionStore() if store is None else store
+
+    def analyze_image(path, model_name: str, owner: str | None = None):
         if path is None:
             tell("No image", "No image was received: upload a picture or pick an example.")
             return None, None, gr.skip()
@@ -48,12 +53,12 @@ def analyze_handler(models: ModelCache):
         if loaded is None:
             return None, None, gr.skip()
         try:
-            session = analyze(loaded.model, loaded.source, path)
+            session = analyze(models, store, loaded, path, owner=owner)
         except ValueError as err:  # named by the upload's own file name, not the server's copy of it
             tell("Could not read the image", str(err).replace(str(path), Path(path).name))
             return None, None, status_line(loaded, None)
         # The input shows exactly the analysed image (upright, downscaled), so clicks arrive in its pixels.
-        return session, session.inspection.image, status_line(loaded, session)
+        return session, session.image, status_line(loaded, session)
     return analyze_image
 
 
@@ -71,8 +76,7 @@ def switch_handler(models: ModelCache):
         if loaded is None:
             return gr.skip(), gr.skip(), current, gr.skip()  # the menu goes back to the model in use
         if session is not None:  # the same analysed image, the upload's size remembered for the table
-            again = analyze(loaded.model, loaded.source, session.inspection.image)
-            session = Session(again.inspection, loaded.source, session.upload_size)
+            session = analyze(models, session.store, loaded, session.image, session.upload_size, session.owner)
         return session, status_line(loaded, session), gr.skip(), model_name
     return switch_model
 

@@ -20,8 +20,10 @@ import detr_core  # noqa: E402
 
 from .model_sources import HUB_FLAG, served_beyond_loopback  # noqa: E402
 from .models import NAMES, ModelCache, check_source  # noqa: E402
+from .store import DEFAULT_BUDGET_MB, DEFAULT_IDLE_MINUTES, MB, InspectionStore  # noqa: E402
 
 USAGE_ERROR = 2  # argparse's exit code for a bad command line
+VIEW_THREADS = 120  # Gradio's default is 40: a class of 60 may have as many views waiting for a re-analysis
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +50,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                              " served beyond loopback (--host other than 127.0.0.1, or --share)")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
+    parser.add_argument("--memory-budget-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help="memory for all pages' analyses together (default %(default)s MB: about 16 DETR-R50"
+                             " analyses of 800x1066 images); beyond it the least recently used page's analysis is"
+                             " set aside and run again when that page is next used")
+    parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
+                        help="set aside an analysis nobody has looked at for this long (default %(default)s)")
     args = parser.parse_args(argv)
+    for flag, value in (("--memory-budget-mb", args.memory_budget_mb), ("--idle-minutes", args.idle_minutes)):
+        if not value > 0:
+            parser.error(f"{flag} {value:g}: must be a positive number")
     try:
         check_source(args.model)
     except ValueError as err:
@@ -95,11 +106,16 @@ def main(argv=None) -> None:
                         compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     hub_downloads = args.allow_hub_download or not served_beyond_loopback(args.host, args.share)
-    demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads)
+    store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60)
+    demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads, store)
     try:
-        demo.queue(default_concurrency_limit=4).launch(
+        # Forward passes have their own group (one at a time, in order, each page shown its place). Views are
+        # short and get no limit: a view whose page's analysis was evicted waits for it to run again, and with a
+        # limit it would hold up other pages' views of the same kind (measured: 20 s for a table otherwise ready
+        # at once). The thread pool is widened so that such waits cannot use it up.
+        demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-            footer_links=["api"])
+            footer_links=["api"], max_threads=VIEW_THREADS)
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
         os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit

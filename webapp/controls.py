@@ -6,6 +6,8 @@ import html
 
 import gradio as gr
 
+from detr_core.family import capabilities
+
 from .session import Session
 
 # Head selector values are what the page shows, so a script (gradio_client) passes exactly the label it sees.
@@ -88,3 +90,16 @@ def user_errors(fn):
         except ValueError as err:
             raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from None
     return wrapper
+
+
+def unavailable(session: Session | None, view: str | None) -> str | None:
+    """Why the session's model has no `view` (a detr_core.family.capabilities view), or None if it has it
+    (or there is no session or no view to ask about)."""
+    if session is None or view is None:
+        return None
+    return capabilities(session.inspection).reason(view)
+
+
+def not_for_model(title: str, reason: str) -> str:
+    """The one line a view shows instead of its content for a model it does not apply to."""
+    return f"**Not available for {title}:** {reason}."

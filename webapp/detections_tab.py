@@ -56,7 +56,7 @@ def build(ctx: AppContext) -> None:
                              interactive=False, elem_id="detections-table")
         export, file = ctx.export_controls("detections")
     outputs = [image, table, summary]
-    ctx.threshold.input(skip_before_image(render_detections, len(outputs)), [ctx.session, ctx.threshold], outputs,
-                        api_name="detections", trigger_mode="always_last")
+    ctx.redraw([ctx.threshold.input], skip_before_image(render_detections, len(outputs)), [ctx.session, ctx.threshold],
+               outputs, api_name="detections")
     export.click(export_detections, [ctx.session, ctx.threshold], file, api_name="export_detections")
     ctx.after_analysis.append(Step(render_detections, [ctx.session, ctx.threshold], outputs))

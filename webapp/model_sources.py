@@ -16,9 +16,12 @@ from detr_core.weights.hub import HUB_MODELS, cached_model, parse_hub_ref
 
 from . import analysis
 from .models import MENU, NAMES, ModelCache
+from .store import InspectionStore
 
 HUB_FLAG = "--allow-hub-download"
 ROOT_FLAG = "--data-root"
+# DETR-family models the menu offers (transformers' own implementations; ids from the transformers docs)
+FAMILY_HUB_MODELS = ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50")
 FREE_TEXT_HINT = "or type a Hugging Face Hub id (owner/name, owner/name@revision) or a model folder or file"
 
 
@@ -64,8 +67,9 @@ class SourcePolicy:
 
 
 def menu_choices(default_model: str) -> list[str]:
-    """The menu: the app's own names, the official zoo, the Hugging Face ids; and the default if it is none."""
-    choices = [*MENU, *HUB_MODELS]
+    """The menu: the app's own names, the official zoo, the Hugging Face ids (DETR, then the DETR family); and
+    the default if it is none."""
+    choices = [*MENU, *HUB_MODELS, *FAMILY_HUB_MODELS]
     return choices if default_model in choices else [*choices, default_model]
 
 
@@ -79,15 +83,17 @@ def _refused(policy: SourcePolicy, name: str | None) -> bool:
     return False
 
 
-def analyze_handler(models: ModelCache, policy: SourcePolicy):
-    """analysis.analyze_handler, after the policy check; download and load progress shows on the page."""
-    inner = analysis.analyze_handler(models)
+def analyze_handler(models: ModelCache, policy: SourcePolicy, store: InspectionStore | None = None):
+    """analysis.analyze_handler, after the policy check; download and load progress shows on the page. The
+    page's Gradio session owns the analysis, so that its earlier ones leave the store."""
+    inner = analysis.analyze_handler(models, store)
 
-    def analyze_image(path, model_name: str, progress=gr.Progress(track_tqdm=True)):
+    def analyze_image(path, model_name: str, request: gr.Request = None,
+                      progress=gr.Progress(track_tqdm=True)):
         if _refused(policy, model_name):
             return None, None, gr.skip()
         progress(0, desc=f"Loading {model_name.strip()}")
-        return inner(path, model_name.strip())
+        return inner(path, model_name.strip(), owner=getattr(request, "session_hash", None))
     return analyze_image
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 import detr_core
+from detr_core.family import FamilyModel, open_any
 from detr_core.weights.hub import parse_hub_ref
 from detr_core.weights.auto import AutoChoice, choose_model
 
@@ -33,7 +34,7 @@ def check_source(name: str) -> str:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: torch.nn.Module
+    model: torch.nn.Module | FamilyModel  # a DETR, or a DETR-family model run through transformers
     source: str  # what was loaded: a zoo name, "shapes", "untrained", "tiny" or a path
     reason: str  # why, for the page
 
@@ -81,10 +82,12 @@ class ModelCache:
         thread.start()
         return thread
 
-    def _load(self, source: str) -> torch.nn.Module:
+    def _load(self, source: str) -> torch.nn.Module | FamilyModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
-            model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
+            model = detr_core.untrained_model(tiny=True) if source == TINY else open_any(source)
+        if isinstance(model, FamilyModel):
+            return model  # transformers' own modules, run as they are: the inference copy is DETR's only
         if not self._optimize:
             model.use_inference_twin = False  # the plain model, also where detr_core would run its inference twin
             return model
@@ -108,6 +111,8 @@ def _compile_quietly(fast: torch.nn.Module, source: str) -> None:
 
 def describe(loaded: LoadedModel) -> str:
     """A line of Markdown for the page: which model, its size, and why it was chosen."""
+    if isinstance(loaded.model, FamilyModel):
+        return describe_family(loaded)
     config = loaded.model.config
     shape = (f"{config.backbone}, {config.enc_layers}+{config.dec_layers} layers, {config.nheads} heads,"
              f" {config.num_queries} queries")
@@ -129,3 +134,15 @@ def known_classes(class_names, shown: int = 8) -> str:
     names = [n for n in class_names if n != "N/A"]  # the unused ids of the COCO-91 layout
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
     return f"It knows {len(names)} class{'' if len(names) == 1 else 'es'}: {listed}"
+
+
+def describe_family(loaded: LoadedModel) -> str:
+    """The status line for a DETR-family model: its type, how its decoder reads the image, its preprocessing."""
+    fm = loaded.model
+    config = fm.model.config
+    layers = getattr(config, "decoder_layers", "?")
+    queries = getattr(config, "num_queries", "?")
+    note = f" **Preprocessing:** {fm.processor_note}." if fm.processor_note else ""
+    return (f"**Model:** `{loaded.source}` ({fm.spec.title} through transformers, {layers} decoder layers,"
+            f" {queries} queries; decoder: {fm.spec.decoder_view}): {loaded.reason}."
+            f" {known_classes(fm.class_names)}.{note}")

@@ -6,22 +6,26 @@ module with `build(ctx)` added to INSPECT or TEACH.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gradio as gr
 
 import viz
 
-from . import decoder_tab, detections_tab, encoder_tab
+from . import decoder_tab, detections_tab, encoder_tab, redraw
 from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries,
                teach_slots)
 from .analysis import readable_upload, status_handler
 from .bundled import EXAMPLES_DIR, example_images
-from .context import AppContext, Step
+from .context import NO_IMAGE_HINT, AppContext, Step, ViewSlot
+from .controls import not_for_model, unavailable
 from .model_sources import FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, switch_handler
 from .models import ModelCache
-from .session import MAX_SIDE
+from .session import MAX_SIDE, Session
+from .store import InspectionStore
 
+log = logging.getLogger(__name__)
 INSPECT = (detections_tab, decoder_tab, encoder_tab)
 TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
@@ -37,21 +41,37 @@ def _refresh_or_clear(step: Step):
     """A tab's refresh after an analysis; with no image (cleared, unreadable) it empties what the tab shows
     (images, galleries, text, tables) and leaves its controls (layer, head...) alone."""
     def run(session, *args):
-        if session is not None:
+        if session is not None and unavailable(session, step.requires) is None:
             return step.fn(session, *args)
-        values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
+        if session is not None:  # a view this model does not have: hidden, its line says why (_views_for)
+            values = tuple(gr.skip() for _ in step.outputs)
+        else:
+            values = tuple(None if isinstance(c, _VIEWS) else gr.skip() for c in step.outputs)
         return values if len(values) > 1 else values[0]
     run.__name__ = f"refresh_{step.fn.__module__.rsplit('.', 1)[-1]}"
     return run
 
 
+def view_state(view: ViewSlot, session) -> tuple[str, bool]:
+    """(the view's hint text, whether its content shows): the no-image hint while there is no image, one line
+    saying why for a model the view does not apply to, else the content."""
+    if session is None:
+        return NO_IMAGE_HINT.format(what=view.what), False
+    reason = unavailable(session, view.requires)
+    if reason is None:
+        return NO_IMAGE_HINT.format(what=view.what), True
+    return not_for_model(session.inspection_title, view.why or reason), False
+
+
 def _views_for(ctx: AppContext):
-    """fn(session) -> each tab's hint shown and content hidden while there is no image, the reverse once
-    there is one; and every export file emptied, so no figure of an earlier image stays on offer."""
+    """fn(session) -> each tab's hint shown and content hidden while there is no image (or while the model has
+    no such view, with the reason), the reverse once there is one; and every export file emptied, so no figure
+    of an earlier image stays on offer."""
     def show(session):
-        has_image = session is not None
-        slots = [value for view in ctx.views
-                 for value in (gr.Markdown(visible=not has_image), gr.Column(visible=has_image))]
+        slots = []
+        for view in ctx.views:
+            text, shown = view_state(view, session)
+            slots += [gr.Markdown(text, visible=not shown), gr.Column(visible=shown)]
         return (*slots, *[None] * len(ctx.exports))
     return show
 
@@ -94,26 +114,46 @@ def _view_tabs(ctx: AppContext) -> None:
                     tab.build(ctx)
 
 
+def _session_lifetime(store: InspectionStore):
+    """(delete_callback for the session's gr.State, demo.unload handler): a page's entries leave the store when
+    its tab closes, and whatever Gradio later forgets of a closed page (after an hour) is dropped too.
+
+    No time_to_live on the State: Gradio counts it from the last *write*, so a user still looking at an image
+    would lose the image itself; idleness is the store's own (see store.py), and costs only a re-analysis."""
+    def forget(session: Session | None) -> None:
+        if session is not None:
+            store.release_group(session.key)
+
+    def closed(request: gr.Request) -> None:
+        freed = store.release_owner(request.session_hash)
+        log.info("a page closed: %d of its entries left the store (now %s)", freed, store.summary())
+    return forget, closed
+
+
 def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = (),
-               hub_downloads: bool = True) -> gr.Blocks:
+               hub_downloads: bool = True, store: InspectionStore | None = None) -> gr.Blocks:
     """The page. `data_roots`: folders, besides the bundled examples and the working folder, whose data sets and
-    models it may open. `hub_downloads`: whether the page may fetch Hub models that are not cached yet."""
+    models it may open. `hub_downloads`: whether the page may fetch Hub models that are not cached yet. `store`:
+    where every page's inspections are kept, within its memory budget (default budget if None)."""
     roots = (EXAMPLES_DIR, Path.cwd(), *data_roots)
     policy = SourcePolicy(roots, hub_downloads, frozenset({model_name}))
     menu = menu_choices(model_name)
+    store = InspectionStore() if store is None else store
+    forget, closed = _session_lifetime(store)
     with gr.Blocks(title="DETR Lens", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown("Loading the model...", elem_id="model-status")
-        session = gr.State(None)
+        session = gr.State(None, delete_callback=forget)
         model_in_use = gr.State(model_name)  # the menu name in use: the menu returns to it if a model fails
         with gr.Row():
             with gr.Column(scale=5):  # 5:8 leaves the seven teaching tabs room on one row at 1280 px
                 image, model, threshold, alpha, cmap, examples = _input_column(menu, model_name)
             with gr.Column(scale=8):
-                ctx = AppContext(session, image, threshold, alpha, cmap, models, roots)
+                ctx = AppContext(session, image, threshold, alpha, cmap, models, store, roots)
                 _view_tabs(ctx)
+        redraw.wire(ctx.redraws)
 
-        analyze = analyze_handler(models, policy)
+        analyze = analyze_handler(models, policy, store)
         analysis_out = [session, image, status]
         _after_analysis(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
                                      concurrency_limit=1, concurrency_id=FORWARD), ctx)
@@ -126,5 +166,6 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
                                      concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), ctx)
         _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), ctx)
         demo.load(status_handler(models, model_name), None, status, api_name="status")
+        demo.unload(closed)
     return demo
 

@@ -1,15 +1,28 @@
-"""Per-user state: one image's inspection (a single forward pass), kept in gr.State and only read afterwards."""
+"""Per-user state: which image a page analysed with which model. Kept in gr.State, and small on purpose.
+
+The inspection itself (tens of MB at DETR-R50 size) lives in the process's InspectionStore under the session's
+key; if the store evicted it to stay within its memory budget, the first view that needs it runs the model again
+on the very same image with the very same model, and says so in one line.
+"""
 from __future__ import annotations
 
+import dataclasses
+import time
+import uuid
 from dataclasses import dataclass, field
 
+import gradio as gr
 import numpy as np
 from PIL import Image
 
 import detr_core
 from detr_core import Detection, Inspection
+from detr_core.family import Capabilities, capabilities
 from detr_core.inspection.coords import boxes_in_size
 from viz import enlarge, fit
+
+from .models import LoadedModel, ModelCache
+from .store import InspectionStore
 
 # Larger images are downscaled to this longer side before the model sees them: DETR's own input is at most
 # 1333 px, so nothing is lost, and the views stay fast.
@@ -17,48 +30,97 @@ MAX_SIDE = 1333
 # Views draw on at least this longer side: a small image drawn at its own size is scaled up by the page and
 # its labels blur past reading.
 VIEW_MIN_SIDE = 512
+REANALYSED = "This image's analysis had been set aside to save the server's memory; it was run again ({:.1f} s)."
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
-    """What one user is looking at. Thumbnails are cached because every gallery redraw needs them."""
+    """What one page is looking at. `image` is the analysed image (upright RGB, at most MAX_SIDE px): the one the
+    model saw, and the one it sees again after an eviction. `model_source` is the resolved source (never "auto").
+    """
 
-    inspection: Inspection
+    key: str  # of its entries in the store; unique per analysis
+    image: Image.Image
     model_source: str
+    store: InspectionStore = field(repr=False, compare=False)
+    models: ModelCache = field(repr=False, compare=False)
     upload_size: tuple[int, int] | None = None  # (H, W) of the upload before downscaling; None: the same
-    _thumbnails: dict = field(default_factory=dict, repr=False)
+    owner: str | None = None  # the Gradio session (page), so that closing it frees the store's entries
+
+    @property
+    def inspection(self) -> Inspection:
+        """This image's inspection (or a DETR-family result: views ask `capabilities` first): from the store, or (after an eviction) made again, with a note to the page."""
+        seconds = []
+
+        def reanalyse() -> Inspection:
+            start = time.perf_counter()
+            try:
+                model = self.models.get(self.model_source).model
+            except (RuntimeError, ValueError, OSError) as err:
+                raise gr.Error(f"Could not load the model {self.model_source!r} to analyse this image again: {err}",
+                               print_exception=False) from None
+            ins = dataclasses.replace(detr_core.inspect_any(model, self.image), image=self.image)
+            seconds.append(time.perf_counter() - start)
+            return ins
+
+        ins, made = self.store.get_or_make(self.key, reanalyse, self.key, self.owner,
+                                           exclude=frozenset({id(self.image)}))
+        if made:
+            gr.Info(REANALYSED.format(seconds[0]), duration=8, title="Analysed again")
+        return ins
+
+    def keep(self, inspection: Inspection) -> None:
+        """Store a fresh inspection of this session's image (its image object shared with the session)."""
+        self.store.put(self.key, dataclasses.replace(inspection, image=self.image), self.key, self.owner,
+                       exclude=frozenset({id(self.image)}))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the analysed image."""
+        return self.image.height, self.image.width
 
     @property
     def original_size(self) -> tuple[int, int]:
         """(H, W) of the image as uploaded: the pixels the detections table reports boxes in."""
-        return self.upload_size or self.inspection.image_size
+        return self.upload_size or self.image_size
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model's result can show (layer/head/level counts, which views apply)."""
+        return capabilities(self.inspection)
+
+    @property
+    def inspection_title(self) -> str:
+        """The model kind in words: "DETR", "Deformable DETR", "RT-DETR", ..."""
+        return self.capabilities.title
 
     @property
     def downscaled(self) -> bool:
-        return self.original_size != self.inspection.image_size
+        return self.original_size != self.image_size
 
     def size_note(self) -> str:
         """One sentence on the sizes: the upload, what the page analysed, what the model's input was."""
-        (H, W), (h, w), (ih, iw) = self.original_size, self.inspection.image_size, self.inspection.input_size
+        (H, W), (h, w), (ih, iw) = self.original_size, self.image_size, self.inspection.input_size
         shown = f"Image {W}x{H}, downscaled to {w}x{h}" if self.downscaled else f"Image {W}x{H}"
         return f"{shown}; the model saw it resized to {iw}x{ih}."
 
     def table_boxes(self, detections: list[Detection]) -> np.ndarray:
         """[N, 4] x0, y0, x1, y1 of the detections in the uploaded image's pixels, clipped to it."""
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
-        return boxes_in_size(boxes, self.inspection.image_size, self.original_size)
+        return boxes_in_size(boxes, self.image_size, self.original_size)
 
     def thumbnail(self, max_side: int) -> Image.Image:
-        if max_side not in self._thumbnails:
-            self._thumbnails[max_side] = fit(self.inspection.image, max_side)
-        return self._thumbnails[max_side]
+        """The image fitted within max_side, kept in the store: every gallery redraw needs it."""
+        return self.store.get_or_make((self.key, "thumbnail", max_side), lambda: fit(self.image, max_side),
+                                      self.key, self.owner, heavy=False)[0]
 
     def view_base(self) -> Image.Image:
         """The image to draw full-size views on: the analysed image, enlarged if it is smaller than
         VIEW_MIN_SIDE (boxes and labels are drawn at the enlarged size, so they stay sharp)."""
-        if "view" not in self._thumbnails:
-            self._thumbnails["view"] = enlarge(self.inspection.image, VIEW_MIN_SIDE)
-        return self._thumbnails["view"]
+        if max(self.image.size) >= VIEW_MIN_SIDE:
+            return self.image
+        return self.store.get_or_make((self.key, "view"), lambda: enlarge(self.image, VIEW_MIN_SIDE),
+                                      self.key, self.owner, heavy=False)[0]
 
 
 def prepare_image(source) -> tuple[Image.Image, tuple[int, int] | None]:
@@ -76,7 +138,16 @@ def prepare_image(source) -> tuple[Image.Image, tuple[int, int] | None]:
     return fit(image, MAX_SIDE), (image.height, image.width)
 
 
-def analyze(model, model_source: str, source) -> Session:
-    """Prepare the image and run the model once, keeping every attention map."""
-    image, upload_size = prepare_image(source)
-    return Session(detr_core.inspect_image(model, image), model_source, upload_size)
+def analyze(models: ModelCache, store: InspectionStore, loaded: LoadedModel, source,
+            upload_size: tuple[int, int] | None = None, owner: str | None = None) -> Session:
+    """Prepare the image and run the model once (one forward pass at a time in the process), keeping every
+    attention map in the store. `upload_size`: the original upload's (H, W) when `source` is an image that was
+    already downscaled (a new model for the same image). A page's earlier sessions leave the store."""
+    image, size = prepare_image(source)
+    with store.forward_pass():
+        ins = detr_core.inspect_any(loaded.model, image)  # DETR or a DETR-family model
+    session = Session(uuid.uuid4().hex, ins.image, loaded.source, store, models, upload_size or size, owner)
+    session.keep(ins)
+    if owner is not None:
+        store.release_owner(owner, keep_group=session.key)
+    return session

@@ -5,12 +5,16 @@ import gradio as gr
 
 import viz.ablation
 from detr_core.teaching.ablation import KINDS, HeadAblation, compare, inspect_ablated
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .context import AppContext, Step
 from .controls import require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = "ablation switches off heads inside DETR's own attention modules"
 
 EXPLANATION = ("Each attention layer has several heads that look at different things. Switch some off (their "
                "contribution is zeroed for one forward pass; the loaded model is not changed) and compare the "
@@ -54,7 +58,8 @@ def refresh(session: Session | None, kind: str, layer):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Head ablation", "teach-ablation", "which detections depend on which attention heads"):
+    with ctx.view("Head ablation", "teach-ablation", "which detections depend on which attention heads",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             kind = gr.Radio(KIND_CHOICES, value="cross", label="Attention", elem_id="ablation-kind")
@@ -70,4 +75,4 @@ def build(ctx: AppContext) -> None:
                  api_name="teach_ablation", concurrency_limit=1, concurrency_id="forward")
     kind.input(skip_before_image(refresh, 2), [ctx.session, kind, layer], [layer, heads],
                api_name="teach_ablation_kind")
-    ctx.after_analysis.append(Step(refresh, [ctx.session, kind, layer], [layer, heads]))
+    ctx.after_analysis.append(Step(refresh, [ctx.session, kind, layer], [layer, heads], requires=DETR_ONLY_TEACHING))

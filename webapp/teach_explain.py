@@ -5,12 +5,16 @@ import gradio as gr
 
 import viz.explain
 from detr_core.teaching.explain import explain_detection
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import chosen_query, query_dropdown_update, session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = "rollout and relevance re-run DETR's own attention modules with gradients"
 
 EXPLANATION = ("Raw attention shows where one layer looked, not what the prediction depended on. Attention rollout "
                "follows the attention back through the encoder; gradient-weighted relevance (Chefer et al., ICCV "
@@ -40,7 +44,8 @@ def refresh(session: Session | None, query):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Beyond attention", "teach-explain", "raw attention, rollout and relevance for one detection"):
+    with ctx.view("Beyond attention", "teach-explain", "raw attention, rollout and relevance for one detection",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             query = gr.Dropdown([], label="Detection (query, most confident first)", elem_id="explain-query", scale=3)
@@ -50,4 +55,4 @@ def build(ctx: AppContext) -> None:
                          elem_id="explain-maps", show_label=False)
     button.click(explain_handler(models), [ctx.session, query, *ctx.display], [image, info],
                  api_name="teach_explain", concurrency_limit=1, concurrency_id="forward")
-    ctx.after_analysis.append(Step(refresh, [ctx.session, query], [query, image, info]))
+    ctx.after_analysis.append(Step(refresh, [ctx.session, query], [query, image, info], requires=DETR_ONLY_TEACHING))

@@ -42,7 +42,6 @@ def build(ctx: AppContext) -> None:
         table = gr.Dataframe(headers=viz.layers.LAYER_HEADERS, label="Prediction after each layer",
                              interactive=False, elem_id="layers-table")
     inputs = [ctx.session, query, *ctx.display]
-    gr.on([query.input, ctx.alpha.input, ctx.cmap.input], skip_before_image(render_layers, 2), inputs,
-          [strip, table],
-          api_name="teach_layers", trigger_mode="always_last")
+    ctx.redraw([query.input, ctx.alpha.input, ctx.cmap.input], skip_before_image(render_layers, 2), inputs,
+               [strip, table], api_name="teach_layers")
     ctx.after_analysis.append(Step(refresh, inputs, [query, strip, table]))

@@ -14,6 +14,7 @@ from detr_core.objective.criterion import LossWeights
 from detr_core.teaching.ground_truth import CocoSet
 from detr_core.objective.matcher import MatchWeights
 from detr_core.teaching.matching_explorer import explain_matching
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .bundled import SHAPES_VAL
 from .context import AppContext
@@ -21,6 +22,10 @@ from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = ("the explorer prices pairs with DETR's matching costs (a softmax class cost); this model was trained "
+           "with sigmoid (focal) costs")
 
 EXPLANATION = ("Training pairs each ground-truth object with exactly one query: the pairing with the smallest total "
                "cost (class + L1 + GIoU, weighted) over all one-to-one assignments, found by the Hungarian algorithm. "
@@ -49,27 +54,26 @@ def list_images_handler(roots: tuple[Path, ...]):
     return list_images
 
 
-def _inspection(models: ModelCache, session: Session, file: Path, cache, progress):
-    """The model's inspection of the data set image, cached per (model, file)."""
-    key = (session.model_source, str(file))
-    if cache is not None and cache[0] == key:
-        return cache
-    progress(0.2, desc=f"Running {session.model_source} on {file.name}...")
-    return key, inspect_image(session_model(models, session), load_image(file))
+def _inspection(models: ModelCache, session: Session, file: Path, progress):
+    """The model's inspection of the data set image, kept in the process's store per (model, file): every page
+    that looks at the same image with the same model shares it."""
+    def make():
+        progress(0.2, desc=f"Running {session.model_source} on {file.name}...")
+        return inspect_image(session_model(models, session), load_image(file))
+    return session.store.get_or_make(("matching", session.model_source, str(file)), make)[0]
 
 
 def match_handler(models: ModelCache, roots: tuple[Path, ...]):
     @user_errors
     def match(session: Session | None, data: str, name: str, w_class: float, w_bbox: float, w_giou: float,
-              cache, progress=gr.Progress()):
-        """-> (cache, matched pairs on the image, cost heatmaps, per-query table, loss Markdown)."""
+              progress=gr.Progress()):
+        """-> (matched pairs on the image, cost heatmaps, per-query table, loss Markdown)."""
         session = require(session)
         coco = _coco_set(data, roots)
         if not name:
             raise ValueError("choose an image of the data set")
         index = coco.index_of(name)
-        cache = _inspection(models, session, coco.files()[index], cache, progress)
-        ins = cache[1]
+        ins = _inspection(models, session, coco.files()[index], progress)
         truth = coco.ground_truth(index, ins.class_names, by_position=True)
         weights = MatchWeights(float(w_class or 0), float(w_bbox or 0), float(w_giou or 0))
         loss_weights = LossWeights(ce=weights.cost_class, bbox=weights.cost_bbox, giou=weights.cost_giou)
@@ -77,14 +81,15 @@ def match_handler(models: ModelCache, roots: tuple[Path, ...]):
         costs = Image.open(io.BytesIO(viz.figure_png(viz.matching.cost_figure(expl, truth.names), dpi=110)))
         note = (" *This model does not know the set's class names: category k is compared with class k.*"
                 if truth.by_position else "")
-        return (cache, viz.matching.matching_image(ins, truth, expl), costs, viz.matching.match_rows(ins, expl),
+        return (viz.matching.matching_image(ins, truth, expl), costs, viz.matching.match_rows(ins, expl),
                 viz.matching.describe_losses(expl) + note)
     return match
 
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth"):
+    with ctx.view("Matching", "teach-matching", "how training pairs predictions with ground truth",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             data = gr.Textbox(str(SHAPES_VAL), label="COCO-format set (folder or annotations .json)",
@@ -105,9 +110,8 @@ def build(ctx: AppContext) -> None:
                          interactive=False, format="png", elem_id="matching-costs")
         table = gr.Dataframe(headers=viz.matching.MATCH_HEADERS, label="Every query's training target",
                              interactive=False, elem_id="matching-table")
-        cache = gr.State(None)
     data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
     gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit],
-          match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou, cache],
-          [cache, pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1,
+          match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou],
+          [pairs, costs, table, losses], api_name="teach_matching", concurrency_limit=1,
           concurrency_id="forward")

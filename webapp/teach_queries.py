@@ -36,6 +36,6 @@ def build(ctx: AppContext) -> None:
         bars = gr.Image(label="Per query: best class, other classes, no object", interactive=False, format="png",
                         elem_id="queries-bars")
     inputs, outputs = [ctx.session, ctx.threshold], [image, bars, summary]
-    ctx.threshold.input(skip_before_image(render_queries, len(outputs)), inputs, outputs, api_name="teach_queries",
-                        trigger_mode="always_last")
+    ctx.redraw([ctx.threshold.input], skip_before_image(render_queries, len(outputs)), inputs, outputs,
+               api_name="teach_queries")
     ctx.after_analysis.append(Step(render_queries, inputs, outputs))

@@ -13,6 +13,7 @@ import gradio as gr
 import viz.query_slots
 from detr_core.teaching.ground_truth import CocoSet, image_folder
 from detr_core.teaching.query_slots import QuerySlotStats, collect
+from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .bundled import EXAMPLES_DIR, QUERY_SLOTS_DIR, SHAPES_VAL
 from .context import AppContext, Step
@@ -20,6 +21,9 @@ from .controls import require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
+
+# The line shown instead of this view for a DETR-family model (detr_core.family)
+WHY_NOT = "slot statistics come from re-running a DETR checkpoint over a data set"
 
 PRECOMPUTED = QUERY_SLOTS_DIR
 EXPLANATION = ("DETR's queries are not anchors: nobody told them where to look. Over many images, each slot still "
@@ -71,7 +75,8 @@ def compute_handler(models: ModelCache):
 
 def build(ctx: AppContext) -> None:
     models = ctx.models
-    with ctx.view("Query slots", "teach-slots", "where each query slot puts its boxes over a data set"):
+    with ctx.view("Query slots", "teach-slots", "where each query slot puts its boxes over a data set",
+                  requires=DETR_ONLY_TEACHING, why=WHY_NOT):
         gr.Markdown(EXPLANATION)
         with gr.Row():
             min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Only predictions scoring above",
@@ -81,8 +86,8 @@ def build(ctx: AppContext) -> None:
         image = gr.Image(label="Predicted box centres per slot", interactive=False, format="png",
                          elem_id="slots-image", show_label=False)
         computed = gr.State(None)
-    min_score.input(skip_before_image(render_slots, 2), [ctx.session, computed, min_score], [image, info],
-                    api_name="teach_slots", trigger_mode="always_last")
+    ctx.redraw([min_score.input], skip_before_image(render_slots, 2), [ctx.session, computed, min_score],
+               [image, info], api_name="teach_slots")
     button.click(compute_handler(models), [ctx.session, min_score], [computed, image, info],
                  api_name="teach_slots_compute", concurrency_limit=1, concurrency_id="forward")
-    ctx.after_analysis.append(Step(render_slots, [ctx.session, computed, min_score], [image, info]))
+    ctx.after_analysis.append(Step(render_slots, [ctx.session, computed, min_score], [image, info], requires=DETR_ONLY_TEACHING))

@@ -1,4 +1,8 @@
-"""The one place that maps between original-image pixels, the resized model input and feature-grid cells."""
+"""The one place that maps between original-image pixels, the resized model input and feature-grid cells.
+
+Multi-scale (deformable) models read several feature levels; their sampling locations are normalised to each
+level's grid. `FeatureLevel` and the multi-scale methods of `CoordinateMap` map those to pixels too.
+"""
 from __future__ import annotations
 
 import math
@@ -8,18 +12,100 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class FeatureLevel:
+    """One feature map a multi-scale model reads: size (h_l, w_l) in cells, stride in input pixels per cell.
+    Cell (row, col) covers input pixels [col * stride, (col + 1) * stride) x [row * stride, (row + 1) * stride)."""
+
+    size: tuple[int, int]
+    stride: int
+
+
+@dataclass(frozen=True)
 class CoordinateMap:
     """Geometry of one inspected image.
 
     image_size (H, W): original pixels. input_size (h, w): after resizing, before padding.
     feature_size (fh, fw): the encoder's grid, which may extend past the input (convolutions round up)
     or cover padding. stride: input pixels per cell.
+    levels: for multi-scale models, every feature level (finest first as the model orders them); the
+    (feature_size, stride) grid is then the common display grid: the finest stride, extended to cover
+    every level's extent. Empty for single-grid models (DETR).
     """
 
     image_size: tuple[int, int]
     input_size: tuple[int, int]
     feature_size: tuple[int, int]
     stride: int
+    levels: tuple[FeatureLevel, ...] = ()
+
+    @classmethod
+    def multi_scale(cls, image_size: tuple[int, int], input_size: tuple[int, int], level_sizes,
+                    padded_size: tuple[int, int] | None = None) -> "CoordinateMap":
+        """The map for a model reading feature maps of `level_sizes` [(h_l, w_l), ...] computed from an input of
+        `padded_size` (input_size plus bottom/right padding; default: no padding); each level's stride is
+        inferred (`infer_stride`), the common grid is the finest."""
+        padded = padded_size or input_size
+        levels = tuple(FeatureLevel((int(h), int(w)), infer_stride(padded, (h, w))) for h, w in level_sizes)
+        if not levels:
+            raise ValueError("multi_scale needs at least one feature level")
+        stride = min(level.stride for level in levels)
+        for level in levels:
+            if level.stride % stride:
+                raise ValueError(f"level stride {level.stride} is not a multiple of the finest stride {stride}:"
+                                 " the levels cannot share one display grid")
+        rows = max(level.size[0] * level.stride // stride for level in levels)
+        cols = max(level.size[1] * level.stride // stride for level in levels)
+        return cls(tuple(image_size), tuple(input_size), (rows, cols), stride, levels)
+
+    def level(self, level: int) -> FeatureLevel:
+        """The feature level `level` (negative counts from the coarsest end)."""
+        if not self.levels:
+            return FeatureLevel(self.feature_size, self.stride)
+        if not -len(self.levels) <= level < len(self.levels):
+            raise ValueError(f"level={level} out of range 0..{len(self.levels) - 1}")
+        return self.levels[level]
+
+    def level_scale(self, level: int) -> int:
+        """Cells of the common grid per cell of `level`, along each axis."""
+        return self.level(level).stride // self.stride
+
+    def normalised_to_level_cells(self, points: np.ndarray, level: int) -> np.ndarray:
+        """Sampling locations [..., 2] (x, y), normalised to `level`'s grid as deformable attention reads
+        them -> continuous (col, row) cell coordinates [..., 2] with cell centres at integers.
+
+        grid_sample(align_corners=False) puts 0 and 1 on the outer edges of the grid, so location u lies at
+        u * w_l cell widths from the left edge, i.e. at u * w_l - 0.5 in centre-integer cell coordinates.
+        """
+        h, w = self.level(level).size
+        p = np.asarray(points, dtype=np.float64)
+        return np.stack([p[..., 0] * w - 0.5, p[..., 1] * h - 0.5], axis=-1)
+
+    def normalised_to_pixels(self, points: np.ndarray, level: int) -> np.ndarray:
+        """Sampling locations [..., 2] (x, y) normalised to `level`'s grid -> original-image pixels [..., 2].
+
+        Location u is u * w_l cells, i.e. u * w_l * stride_l input pixels, from the left edge. A level's grid
+        may extend past the input (convolutions round up), so u = 1 can lie slightly past the image.
+        """
+        (H, W), (h, w) = self.image_size, self.input_size
+        lh, lw = self.level(level).size
+        stride = self.level(level).stride
+        p = np.asarray(points, dtype=np.float64)
+        return np.stack([p[..., 0] * lw * stride * W / w, p[..., 1] * lh * stride * H / h], axis=-1)
+
+    def image_points_to_pixels(self, points: np.ndarray) -> np.ndarray:
+        """Points [..., 2] (x, y) normalised to the unpadded input, like boxes -> original pixels [..., 2]."""
+        H, W = self.image_size
+        return np.asarray(points, dtype=np.float64)[..., :2] * np.array([W, H], dtype=np.float64)
+
+    def pixel_to_level_cell(self, x: float, y: float, level: int) -> tuple[int, int]:
+        """Original pixel (x, y) -> (row, col) of the cell of `level` under it (ValueError outside the image)."""
+        feature = self.level(level)
+        single = CoordinateMap(self.image_size, self.input_size, feature.size, feature.stride)
+        return single.pixel_to_cell(x, y)
+
+    def level_cell_index(self, row: int, col: int, level: int) -> int:
+        """(row, col) on `level` -> index into that level's flattened (row-major) grid."""
+        return row * self.level(level).size[1] + col
 
     @property
     def valid_cells(self) -> tuple[int, int]:
@@ -87,6 +173,24 @@ def _overlap_1d(n_cells: int, lo: float, hi: float) -> np.ndarray:
     """[n_cells]: the fraction of each unit cell [k, k+1) inside the interval [lo, hi)."""
     k = np.arange(n_cells, dtype=np.float64)
     return np.clip(np.minimum(k + 1, hi) - np.maximum(k, lo), 0.0, 1.0)
+
+
+def infer_stride(input_size: tuple[int, int], level_size: tuple[int, int]) -> int:
+    """The integer stride s of a feature map of `level_size` (h_l, w_l) computed from an input of `input_size`
+    (h, w): strided convolutions and patch embeddings round up, so ceil(h / s) == h_l and ceil(w / s) == w_l.
+    Several s may fit (640 / 20 fits 32 and 33): a power of two is preferred (ResNet, HGNet, extra stride-2
+    levels), then the one nearest to the size ratio (ViT patches of 14)."""
+    (h, w), (lh, lw) = input_size, level_size
+    if min(h, w, lh, lw) < 1:
+        raise ValueError(f"feature level {level_size} of input {input_size}: sizes must be positive")
+    ratio = max(h / lh, w / lw)
+    fits = [s for s in range(max(1, math.floor(ratio) - 2), math.ceil(ratio) + 3)
+            if math.ceil(h / s) == lh and math.ceil(w / s) == lw]
+    if not fits:
+        raise ValueError(f"a feature map of {lh}x{lw} cells cannot come from a {h}x{w} input at an integer"
+                         " stride; the model's input was resized or padded in a way this tool does not know")
+    powers = [s for s in fits if s & (s - 1) == 0]
+    return min(powers or fits, key=lambda s: abs(s - ratio))
 
 
 def boxes_in_size(boxes_xyxy: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:

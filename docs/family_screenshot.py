@@ -1,0 +1,83 @@
+"""docs/app-family.png: the app's decoder tab showing a Deformable DETR query's sampling points, in headless chromium.
+
+    python docs/family_screenshot.py [--image webapp/examples/grace_hopper.jpg]
+
+As docs/family_figure.py, the model is an UNTRAINED Deformable DETR of the official R50 size (no family weights
+can be downloaded where this project is built), saved to a temporary folder and opened by `python app.py --model
+FOLDER`; its image processor resizes to a shorter side of 480 px (not 800) so that the forward pass takes seconds
+on a CPU. What the dots show is transformers' initial sampling pattern, not a learned one.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "docs"))  # the screenshot helpers of teaching_screenshots.py
+
+from teaching_screenshots import CHROMIUM, CHROMIUM_ARGS, _free_port, _open_tab, _wait, save_small  # noqa: E402
+
+
+def untrained_deformable_detr(folder: Path) -> None:
+    """A seeded, randomly initialised R50-sized Deformable DETR (COCO's 91 label ids) and a 480-px processor."""
+    import transformers
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.DeformableDetrForObjectDetection(transformers.DeformableDetrConfig(num_labels=91))
+    model.save_pretrained(folder)
+    transformers.DeformableDetrImageProcessor(size={"shortest_edge": 480, "longest_edge": 800}).save_pretrained(folder)
+
+
+def shoot(page, image: Path, out: Path) -> None:
+    """Upload, open the decoder tab (the queries above the threshold, the best one large), save that tab."""
+    page.locator("#input-image input[type=file]").set_input_files(str(image))
+    page.locator("#detections img").wait_for()
+    _open_tab(page, "inspect", "decoder")
+    page.locator("#query-gallery .thumbnail-item").first.wait_for()
+    page.locator("#query-info").get_by_text("Sampling points of").wait_for()
+    page.locator("#query-view img").wait_for()
+    page.wait_for_function("() => !document.body.innerText.includes('processing |')")
+    page.wait_for_timeout(2000)
+    panel = page.locator("#inspect-views [role=tabpanel]:visible").first
+    save_small(panel.screenshot(), out, width=1000)
+    print(f"wrote {out.relative_to(REPO)}", flush=True)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, default=REPO / "webapp" / "examples" / "grace_hopper.jpg")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "app-family.png")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = str(Path(tmp) / "untrained-deformable-detr-r50")  # the name the page's status line shows
+        untrained_deformable_detr(Path(folder))
+        port = _free_port()
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", folder], cwd=REPO,
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            _wait(url, server)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.set_default_timeout(300_000)
+                page.goto(url)
+                shoot(page, args.image.resolve(), args.out.resolve())
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Multi-scale geometry of the DETR family, checked by hand: strides, the common grid, normalised sampling
+locations to pixels, the bilinear splat and the sigmoid scores."""
+import numpy as np
+import pytest
+
+from detr_core.family.deformable import DeformableSampling, bilinear_splat
+from detr_core.family.scoring import class_probabilities
+from detr_core.inspection.coords import CoordinateMap, FeatureLevel, infer_stride
+
+
+@pytest.mark.parametrize("input_size, level, stride", [
+    ((800, 1066), (100, 134), 8),  # ResNet C3: 1066 / 8 = 133.25 rounds up
+    ((800, 1066), (25, 34), 32),
+    ((800, 1066), (13, 17), 64),  # the extra stride-2 level on C5
+    ((640, 640), (20, 20), 32),  # 33 fits too; the power of two wins
+    ((560, 560), (40, 40), 14),  # DINOv2 patches
+])
+def test_infer_stride(input_size, level, stride):
+    assert infer_stride(input_size, level) == stride
+
+
+def test_infer_stride_refuses_impossible_grids():
+    with pytest.raises(ValueError, match="cannot come from"):
+        infer_stride((800, 800), (10, 40))
+
+
+def test_common_grid_covers_every_level():
+    coords = CoordinateMap.multi_scale((480, 640), (800, 1066), [(100, 134), (50, 67), (25, 34), (13, 17)])
+    assert [lv.stride for lv in coords.levels] == [8, 16, 32, 64]
+    # rows: max(100, 50*2, 25*4, 13*8) = 104; cols: max(134, 67*2, 34*4, 17*8) = 136
+    assert coords.feature_size == (104, 136) and coords.stride == 8
+    assert [coords.level_scale(i) for i in range(4)] == [1, 2, 4, 8]
+
+
+def test_normalised_locations_to_pixels_and_cells():
+    coords = CoordinateMap.multi_scale((480, 640), (800, 1066), [(100, 134), (25, 34)])
+    # level 1: 34 cells of 32 px; u = 0.5 is 17 cells = 544 input px = 544 * 640 / 1066 original px
+    x, y = coords.normalised_to_pixels(np.array([0.5, 0.5]), 1)
+    assert x == pytest.approx(544 * 640 / 1066) and y == pytest.approx(400 * 480 / 800)
+    col, row = coords.normalised_to_level_cells(np.array([0.0, 1.0]), 1)
+    assert (col, row) == (-0.5, 24.5)  # the outer edges, half a cell beyond the first and last centres
+    assert coords.pixel_to_level_cell(639, 479, 1) == (24, 33)
+
+
+def test_bilinear_splat_by_hand():
+    cells = np.array([[[1.25, 2.5]]])  # one grid, one point between columns 1-2 and rows 2-3
+    grid = bilinear_splat(cells, np.array([[1.0]]), (4, 4))[0]
+    expected = np.zeros((4, 4))
+    expected[2, 1], expected[2, 2], expected[3, 1], expected[3, 2] = 0.375, 0.125, 0.375, 0.125
+    np.testing.assert_allclose(grid, expected)
+
+
+def test_bilinear_splat_keeps_weight_that_falls_outside():
+    cells = np.array([[[-0.5, 0.0], [5.0, 7.0]]])  # left of the grid; past its bottom-right corner
+    grid = bilinear_splat(cells, np.array([[0.8, 0.2]]), (4, 4))[0]
+    assert grid[0, 0] == pytest.approx(0.8) and grid[3, 3] == pytest.approx(0.2)
+    assert grid.sum() == pytest.approx(1.0)
+
+
+def _two_level_sampling() -> tuple[DeformableSampling, CoordinateMap]:
+    """One layer, one query, two heads; one point on the 4x4 level (stride 8) and one on the 2x2 level."""
+    coords = CoordinateMap((32, 32), (32, 32), (4, 4), 8, (FeatureLevel((4, 4), 8), FeatureLevel((2, 2), 16)))
+    locations = np.array([[[[[0.375, 0.625], [0.25, 0.75]],  # head 0: level-0 cell (2, 1); level-1 cell (1, 0)
+                            [[0.875, 0.125], [0.75, 0.25]]]]], dtype=np.float32)  # head 1: (0, 3); (0, 1)
+    weights = np.array([[[[0.3, 0.7], [0.6, 0.4]]]], dtype=np.float32)
+    references = np.zeros((1, 1, 1, 2), dtype=np.float32)
+    return DeformableSampling(locations, weights, np.array([0, 1]), references), coords
+
+
+def test_splat_spreads_coarse_levels_over_the_common_grid():
+    sampling, coords = _two_level_sampling()
+    head0 = sampling.splat(coords, 0, 0, head=0)
+    expected = np.zeros((4, 4))
+    expected[2:4, 0:2] = 0.7 / 4  # the level-1 cell (1, 0) covers common rows 2-3, cols 0-1
+    expected[2, 1] += 0.3  # the level-0 point sits on a cell centre
+    np.testing.assert_allclose(head0, expected, atol=1e-6)
+    assert sampling.splat(coords, 0, 0, head=1).sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(sampling.splat(coords, 0, 0, head=None),
+                               (head0 + sampling.splat(coords, 0, 0, head=1)) / 2, atol=1e-6)
+    assert sampling.splat(coords, 0, 0, head=0, level=1).sum() == pytest.approx(0.7)
+
+
+def test_sampling_points_in_pixels_with_levels_and_heads():
+    sampling, coords = _two_level_sampling()
+    points = sampling.points(coords, 0, 0)
+    np.testing.assert_allclose(points.xy, [[12, 20], [8, 24], [28, 4], [24, 8]])  # u * w_l * stride_l
+    np.testing.assert_array_equal(points.level, [0, 1, 0, 1])
+    np.testing.assert_array_equal(points.head, [0, 0, 1, 1])
+    one = sampling.points(coords, 0, 0, head=1, level=1)
+    assert len(one) == 1 and one.weight[0] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="head=2"):
+        sampling.points(coords, 0, 0, head=2)
+    with pytest.raises(ValueError, match="query=1"):
+        sampling.splat(coords, 1, 0)
+
+
+def test_sigmoid_scores_have_a_no_object_column():
+    probs = class_probabilities(np.array([[0.0, 2.0]]), "sigmoid")
+    best = 1 / (1 + np.exp(-2.0))
+    np.testing.assert_allclose(probs, [[0.5, best, 1 - best]], rtol=1e-6)
+    np.testing.assert_allclose(class_probabilities(np.array([[1.0, 1.0, 1.0]]), "softmax"), [[1 / 3] * 3], rtol=1e-6)
+    with pytest.raises(ValueError, match="score_kind"):
+        class_probabilities(np.zeros((1, 2)), "logistic")

@@ -1,0 +1,202 @@
+"""The store of inspections: budget, least recently used out first, idle time-out, honest sizes; and sessions whose
+inspection was evicted, analysed again on their own (downscaled) image with their own model."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import detr_core
+from conftest import TINY_PREPROCESS
+from webapp import detections_tab, page
+from webapp.models import TINY, ModelCache
+from webapp.session import analyze, prepare_image
+from webapp.store import MB, InspectionStore, measure
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _array(mb: int) -> np.ndarray:
+    return np.zeros(mb * MB, dtype=np.uint8)
+
+
+def test_measure_counts_every_array_and_image_once(tiny_model, rgb_image):
+    ins = detr_core.inspect_image(tiny_model, rgb_image)
+    float32 = [ins.layer_logits, ins.layer_boxes, ins.decoder_cross_attention, ins.decoder_self_attention]
+    expected = 4 * sum(int(np.prod(a.shape)) for a in float32) + 2 * int(np.prod(ins.encoder_attention.shape))
+    pixels = 120 * 180 * 4  # Pillow keeps RGB in 4 bytes a pixel
+    assert measure(ins) == expected + pixels
+    assert measure(ins, exclude=frozenset({id(ins.image)})) == expected
+    ins.probabilities  # computed on first use, then kept: it counts from then on
+    assert measure(ins) == expected + pixels + 4 * ins.num_queries * ins.logits.shape[1]
+    assert measure([ins.image, ins.image, {"again": ins.image}]) == pixels  # one object, counted once
+    assert measure(torch.zeros(3, 5, dtype=torch.float64)) == 3 * 5 * 8
+    assert measure(Image.new("L", (10, 7))) == 70
+
+
+def test_least_recently_used_goes_first_when_over_budget():
+    store = InspectionStore(budget_bytes=100 * MB, idle_seconds=60, clock=Clock())
+    for key in "abc":
+        store.put(key, _array(40))
+    assert store.keys() == ["b", "c"] and store.used_bytes == 80 * MB and store.evictions == 1
+    assert store.get("b") is not None  # b is now the most recently used
+    store.put("d", _array(40))
+    assert store.keys() == ["b", "d"] and store.get("a") is None and store.get("c") is None
+    store.put("huge", _array(150))  # larger than the whole budget: kept, alone
+    assert store.keys() == ["huge"] and store.used_bytes == 150 * MB
+
+
+def test_entries_unused_for_the_idle_time_leave_on_the_next_call():
+    clock = Clock()
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=clock)
+    store.put("old", _array(1))
+    clock.now = 30
+    store.put("recent", _array(1))
+    clock.now = 61  # "old" idle for 61 s, "recent" for 31 s
+    assert store.get("recent") is not None
+    assert store.keys() == ["recent"] and store.used_bytes == 1 * MB
+    clock.now = 200  # any call sweeps: here one for another key
+    assert store.get("elsewhere") is None and len(store) == 0 and store.used_bytes == 0
+
+
+def test_release_by_session_and_by_page():
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=Clock())
+    store.put("s1", _array(1), group="s1", owner="page")
+    store.put(("s1", "thumbnail"), _array(1), group="s1", owner="page")
+    store.put("s2", _array(1), group="s2", owner="page")
+    store.put("shared", _array(1))
+    assert store.release_owner("page", keep_group="s2") == 2 and store.keys() == ["s2", "shared"]
+    assert store.release_group("s2") == 1 and store.keys() == ["shared"] and store.used_bytes == 1 * MB
+
+
+def test_a_heavy_make_runs_once_for_every_thread_that_wanted_it():
+    store, calls, results = InspectionStore(), [], []
+
+    def make():
+        calls.append(1)
+        time.sleep(0.2)
+        return _array(1)
+
+    threads = [threading.Thread(target=lambda: results.append(store.get_or_make("k", make))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sum(made for _, made in results) == 1
+    assert all(value is results[0][0] for value, _ in results)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The tiny model, and a checkpoint of another tiny model (other weights) under its path."""
+    cache = ModelCache(optimize=False)
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("other") / "other.pth"
+    detr_core.save_model(detr_core.build_model(detr_core.tiny_config(), TINY_PREPROCESS), path)
+    cache.get(TINY)
+    cache.get(str(path))
+    return cache, str(path)
+
+
+def _image(seed: int, size=(400, 600)) -> Image.Image:
+    """Random pixels; at least VIEW_MIN_SIDE long, so that views draw on the image itself (no enlarged copy)."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8))
+
+
+def _stored_size(cache: ModelCache) -> int:
+    """Bytes one tiny inspection of a 400x600 image takes in the store (its image is the session's)."""
+    ins = detr_core.inspect_image(cache.get(TINY).model, _image(0))
+    return measure(ins, exclude=frozenset({id(ins.image)}))
+
+
+def _rows(model: torch.nn.Module, image: Image.Image) -> list:
+    """The detections table of a direct inspection, as the app shows it (every query, threshold 0)."""
+    ins = detr_core.inspect_image(model, image)
+    return [[d.query, d.name, round(d.score, 3), *(round(v) for v in d.box)] for d in ins.detections(0.0)]
+
+
+def _shown_rows(session) -> list:
+    return [row[1:] for row in detections_tab.render_detections(session, 0.0)[1]]
+
+
+def test_an_evicted_session_is_analysed_again_with_its_own_model_and_says_so(models, capsys):
+    cache, other = models
+    one = _stored_size(cache)
+    store = InspectionStore(budget_bytes=int(1.5 * one))  # room for one inspection (thumbnails aside)
+    a = analyze(cache, store, cache.get(other), _image(1), owner="page-a")
+    b = analyze(cache, store, cache.get(TINY), _image(2), owner="page-b")
+    assert a.key not in store and b.key in store
+    capsys.readouterr()
+    assert _shown_rows(a) == _rows(detr_core.load_model(other), _image(1))  # its own model, not tiny
+    assert _shown_rows(a) != _rows(cache.get(TINY).model, _image(1))
+    assert "set aside to save the server's memory; it was run again" in capsys.readouterr().out
+    assert a.key in store and b.key not in store
+    assert _shown_rows(b) == _rows(cache.get(TINY).model, _image(2))
+
+
+def test_sessions_evicting_each_other_while_their_users_change_controls_get_their_own_answers(models):
+    cache, other = models
+    one = _stored_size(cache)
+    store = InspectionStore(budget_bytes=int(1.5 * one))
+    sessions = [analyze(cache, store, cache.get(name), _image(10 + i), owner=f"page-{i}")
+                for i, name in enumerate([TINY, other, TINY])]
+    expected = [_rows(cache.get(s.model_source).model, s.image) for s in sessions]
+    seen = [[] for _ in sessions]
+
+    def use(i: int) -> None:
+        for _ in range(4):
+            seen[i].append(_shown_rows(sessions[i]))
+
+    threads = [threading.Thread(target=use, args=(i,)) for i in range(len(sessions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rows, want in zip(seen, expected):
+        assert rows == [want] * 4
+    assert store.evictions >= 2  # they did evict each other
+
+
+def test_the_downscaled_image_is_what_is_analysed_again(models):
+    cache, _ = models
+    big = _image(5, size=(1000, 2000))
+    store = InspectionStore(budget_bytes=1)  # everything but the newest entry leaves at once
+    session = analyze(cache, store, cache.get(TINY), big)
+    session.thumbnail(64)  # the newest entry now: the inspection is evicted
+    assert session.key not in store
+    shown, _ = prepare_image(big)
+    assert session.inspection.image_size == (666, 1333) and session.original_size == (1000, 2000)
+    ins = detr_core.inspect_image(cache.get(TINY).model, shown)
+    assert np.array_equal(session.inspection.layer_logits, ins.layer_logits)
+    assert np.array_equal(np.asarray(session.inspection.encoder_attention), np.asarray(ins.encoder_attention))
+
+
+def test_a_page_keeps_one_session_in_the_store_and_closing_or_forgetting_it_frees_it(models):
+    cache, _ = models
+    store = InspectionStore()
+    first = analyze(cache, store, cache.get(TINY), _image(3), owner="page")
+    first.thumbnail(64)
+    second = analyze(cache, store, cache.get(TINY), _image(4), owner="page")
+    assert store.keys() == [second.key]  # the first analysis and its thumbnail left with it
+    other = analyze(cache, store, cache.get(TINY), _image(4), owner="other page")
+    forget, closed = page._session_lifetime(store)
+
+    class Request:
+        session_hash = "page"
+    closed(Request())
+    assert store.keys() == [other.key]
+    forget(other)
+    forget(None)
+    assert len(store) == 0 and store.used_bytes == 0
