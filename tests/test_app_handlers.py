@@ -18,6 +18,7 @@ from webapp.controls import DIRECTIONS, GRID, MEAN, head_choices, skip_before_im
 from webapp.models import TINY, ModelCache, describe
 from webapp.sampling_controls import ALL_LEVELS, POINTS
 from webapp.session import MAX_SIDE, VIEW_MIN_SIDE, Session
+from webapp.store import InspectionStore
 
 HEADS = head_choices(4)  # the tiny model has 4 heads and 2+2 layers
 
@@ -255,7 +256,9 @@ def _direction_session() -> tuple[Session, np.ndarray, np.ndarray]:
     uniform = np.full((9, 9), 1 / 9)
     encoder = np.stack([[uniform, uniform], [hand, uniform]])  # [L=2, heads=2, 9, 9]
     coords = detr_core.CoordinateMap(image_size=(192, 192), input_size=(96, 96), feature_size=(3, 3), stride=32)
-    session = Session(hand_inspection(coords, encoder=encoder), "hand-made")
+    inspection = hand_inspection(coords, encoder=encoder)
+    session = Session("hand-made", inspection.image, "hand-made", InspectionStore(), ModelCache(optimize=False))
+    session.keep(inspection)  # as the app keeps it: the inspection in the store
     return session, (looks_from / looks_from.max()).reshape(3, 3), (looked_at / looked_at.max()).reshape(3, 3)
 
 
