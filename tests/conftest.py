@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny models so the suite runs in minutes on 2 CPU cores, and nothing touches the network."""
+"""Shared fixtures: tiny models so the suite runs in minutes on 2 CPU cores, and nothing touches the network.
+
+Under CI=true a skipped test fails instead (a missing chromium, Playwright or ../shared/reference must not
+pass silently), except tests marked ``cpu_dependent``: those skip on CPUs without the feature, listed by -rs.
+"""
 from __future__ import annotations
 
 import os
@@ -15,6 +19,35 @@ import torch
 import detr_core
 
 TINY_PREPROCESS = detr_core.PreprocessConfig(min_size=128, max_size=213)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip means a required resource is missing: report it as a failure that names it."""
+    report = (yield).get_result()
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail") \
+            and item.get_closest_marker("cpu_dependent") is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true and this test would skip, so something it needs is missing: {reason}. "
+                           "Install or provide it (or mark the test cpu_dependent if it depends on the CPU).")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole test file skipped at import (pytest.importorskip of transformers, Playwright...)."""
+    report = (yield).get_result()
+    if report.skipped and in_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true and {collector.nodeid} would be skipped whole, so something it needs is "
+                           f"missing: {reason}. Install or provide it.")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 import pytest
 from gradio.data_classes import ImageData
+from hand_made import hand_inspection
 from PIL import Image
 
 import detr_core
@@ -16,7 +17,8 @@ from webapp.analysis import analyze_handler, readable_upload, status_handler, sw
 from webapp.controls import DIRECTIONS, GRID, MEAN, head_choices, skip_before_image
 from webapp.models import TINY, ModelCache, describe
 from webapp.sampling_controls import ALL_LEVELS, POINTS
-from webapp.session import MAX_SIDE, VIEW_MIN_SIDE
+from webapp.session import MAX_SIDE, VIEW_MIN_SIDE, Session
+from webapp.store import InspectionStore
 
 HEADS = head_choices(4)  # the tiny model has 4 heads and 2+2 layers
 
@@ -238,6 +240,51 @@ def test_encoder_direction_changes_the_map(session):
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() > 0
 
 
+def _direction_session() -> tuple[Session, np.ndarray, np.ndarray]:
+    """A 192 x 192 image over a 3 x 3 grid of 64-px cells whose encoder attention is made by hand.
+
+    In layer 2, head 1, cell 0 looks at cell k with weight k / 36 (darkest top-left, brightest bottom-right),
+    and cell i looks at cell 0 with weight (9 - i) / 10 (brightest next to it, fading away); head 2 and layer 1
+    are uniform. Returns the session and the two expected maps [3, 3], each scaled to its maximum.
+    """
+    looks_from = np.arange(9) / 36  # row 0
+    looked_at = np.array([0.0, *range(8, 0, -1)]) / 10  # column 0; looked_at[0] = looks_from[0] = 0
+    hand = np.zeros((9, 9))
+    hand[0] = looks_from
+    for i in range(1, 9):  # every row sums to 1
+        hand[i, 0], hand[i, 1:] = looked_at[i], (1 - looked_at[i]) / 8
+    uniform = np.full((9, 9), 1 / 9)
+    encoder = np.stack([[uniform, uniform], [hand, uniform]])  # [L=2, heads=2, 9, 9]
+    coords = detr_core.CoordinateMap(image_size=(192, 192), input_size=(96, 96), feature_size=(3, 3), stride=32)
+    inspection = hand_inspection(coords, encoder=encoder)
+    session = Session("hand-made", inspection.image, "hand-made", InspectionStore(), ModelCache(optimize=False))
+    session.keep(inspection)  # as the app keeps it: the inspection in the store
+    return session, (looks_from / looks_from.max()).reshape(3, 3), (looked_at / looked_at.max()).reshape(3, 3)
+
+
+def _cell_centres(grey: np.ndarray) -> list[int]:
+    """Pixel index of the three cells' centres along a square view's side (cell k spans [k, k+1] * side / 3)."""
+    side = grey.shape[0]
+    assert grey.shape[:2] == (side, side) and side >= 192
+    return [int((k + 0.5) * side / 3) for k in range(3)]
+
+
+def test_both_encoder_directions_show_the_hand_made_map_cell_by_cell():
+    session, looks_from, looked_at = _direction_session()
+    for direction, expected in zip(DIRECTIONS, (looks_from, looked_at)):
+        # the point (10, 10) lies in cell 0; its marker is drawn there, far from the cell's centre
+        view, info = encoder_tab.render_encoder(session, 10, 10, 2, "1", direction, 1.0, "gray")
+        assert "row 1/3, column 1/3" in info and direction in info
+        grey = np.asarray(view)[..., 0].astype(float)  # [S, S] (the 192-px image shown enlarged); gray: value = level
+        centres = grey[np.ix_(_cell_centres(grey), _cell_centres(grey))]  # [3, 3] the centre pixel of every cell
+        np.testing.assert_allclose(centres / 255, expected, atol=12 / 255, err_msg=direction)
+    # layer 1 is uniform in both directions
+    for direction in DIRECTIONS:
+        view, _ = encoder_tab.render_encoder(session, 10, 10, 1, "1", direction, 1.0, "gray")
+        grey = np.asarray(view)[..., 0]
+        assert np.ptp(grey[np.ix_(_cell_centres(grey), _cell_centres(grey))]) <= 1
+
+
 @pytest.mark.parametrize("size", [(180, 120), (64, 300), (640, 90), (2400, 1800)])
 def test_clicks_map_to_the_right_cell_for_any_shape(models, tmp_path, size):
     """The input shows the analysed image itself, so a click at its corners hits the corner cells."""
@@ -299,6 +346,7 @@ def test_choosing_the_model_in_use_does_nothing(models, session):
     assert all(isinstance(v, type(gr.skip())) for v in switch_handler(models)(TINY, TINY, session))
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
 def test_the_approximate_mode_says_so_on_the_page():
     cache = ModelCache(compile_backbone=False, precision="bfloat16")

@@ -87,16 +87,26 @@ def test_slices_match_the_decoded_whole():
     np.testing.assert_array_equal(att[0, :, :, 11], whole[0, :, :, 11])  # a column
     np.testing.assert_array_equal(att[np.int64(1)], whole[1])
     np.testing.assert_array_equal(att[1:, 2], whole[1:, 2])
+    np.testing.assert_array_equal(att[-3], whole[0])  # negative layers down to -len
+    assert np.asarray(att, dtype=np.float64).dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(att, dtype=np.float64), whole)
     assert att.nbytes * 2 == sum(m.numel() * 4 for m in maps)
-    with pytest.raises(IndexError, match="layer 3 out of range"):
+    with pytest.raises(IndexError, match="layer 3 out of range for 3 layers"):
         att[3]
+    with pytest.raises(IndexError, match="layer -4 out of range"):
+        att[-4]
 
 
-def test_rejects_mixed_layers():
-    with pytest.raises(ValueError, match="uint16"):
-        QuantizedProbabilities([np.zeros((2, 3), np.uint16), np.zeros((2, 4), np.uint16)])
-    with pytest.raises(ValueError, match="uint16"):
-        QuantizedProbabilities([np.zeros((2, 3), np.float32)])
+def test_repr_gives_shape_and_megabytes():
+    att = QuantizedProbabilities([np.zeros((525, 1000), np.uint16)])  # 1,050,000 bytes
+    assert repr(att) == "QuantizedProbabilities(shape=(1, 525, 1000), 1.1 MB)"
+
+
+@pytest.mark.parametrize("layers", [[np.zeros((2, 3), np.uint16), np.zeros((2, 4), np.uint16)],
+                                    [np.zeros((2, 3), np.float32)], []])
+def test_rejects_mixed_layers(layers):
+    with pytest.raises(ValueError, match="^need one or more uint16 arrays of equal shape, one per layer$"):
+        QuantizedProbabilities(layers)
 
 
 def test_inspection_keeps_the_captured_maps_within_max_error(tiny_model, rgb_image):
@@ -106,6 +116,7 @@ def test_inspection_keeps_the_captured_maps_within_max_error(tiny_model, rgb_ima
         tiny_model(x)
     exact = torch.stack(maps.encoder)[:, 0].numpy()  # [L, heads, HW, HW]
     assert np.abs(np.asarray(ins.encoder_attention) - exact).max() <= MAX_ERROR + 1e-7
-    idx = ins.coords.cell_index(*ins.coords.pixel_to_cell(40, 30))
+    # pixel (40, 30) of 180 x 120, input 192 x 128, stride 32: x 43.2 -> column 1, y 32.5 -> row 1 of 6 columns
+    idx = 1 * 6 + 1
     np.testing.assert_allclose(ins.encoder_map(40, 30, layer=1, head=2).ravel(), exact[1, 2, idx],
                                atol=MAX_ERROR + 1e-7)

@@ -106,6 +106,7 @@ def test_compile_needs_an_optimised_copy(tiny_model):
         detr_core.compile_backbone_now(tiny_model)
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.skipif(not detr_core.bfloat16_is_fast(), reason="this CPU has no native bfloat16")
 def test_bfloat16_mode_is_close_and_says_it_is_approximate(rgb_image):
     torch.manual_seed(0)
@@ -142,6 +143,7 @@ def test_a_padded_batch_keeps_its_mask_in_the_optimised_copy(tiny_model):
     assert (plain["pred_boxes"] - quick["pred_boxes"]).abs().max() < 1e-4
 
 
+@pytest.mark.cpu_dependent  # only machines with a CUDA toolkit and no GPU can show the notice
 def test_compiling_on_a_cpu_does_not_print_the_cuda_home_notice():
     """torch.utils.cpp_extension, imported by torch.compile, logs "No CUDA runtime is found, using CUDA_HOME=..."
     where it finds a CUDA toolkit (CUDA_HOME, nvcc on the PATH, /usr/local/cuda) but no GPU; a CPU compile never

@@ -62,7 +62,10 @@ def test_tiny_model_figure_and_cli(tmp_path, capsys):
     detr_core.save_model(model, tmp_path / "m.pth")
     code = main(["--model", str(tmp_path / "m.pth"), "--data", str(data), "--attention",
                  "--score-threshold", "0.0", "--json-out", str(tmp_path / "out.json")])
-    assert code == 0 and "decoder attention inside the box" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert code == 0 and (f"decoder attention inside the box grown by one cell: {low.mean_fraction:.3f} "
+                          f"(mean over {low.detections} detections scoring > 0.0)\n") in printed
+    assert "  the same, each head's own map: " + ", ".join(f"{v:.2f}" for v in low.per_head) + "\n" in printed
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["attention_in_box"] == pytest.approx(low.mean_fraction, abs=1e-6)
     assert out["attention_in_box_per_head"] == pytest.approx(list(low.per_head), abs=1e-6)

@@ -34,7 +34,7 @@ def test_upsample_puts_a_cell_at_its_centre_at_any_display_size(size):
     one_hot[1, 2] = 1.0
     up = viz.upsample(one_hot, coords, size)
     peak_y, peak_x = np.unravel_index(np.argmax(up), up.shape)
-    cx, cy = coords.cell_center(1, 2)
+    cx, cy = 2.5 * 32, 1.5 * 32  # the centre of cell (1, 2) of a 32-px grid shown at its own size
     scale = size[0] / 150
     assert abs(peak_x - cx * scale) <= 2 * scale + 1 and abs(peak_y - cy * scale) <= 2 * scale + 1
 
@@ -166,7 +166,7 @@ def test_fast_heat_image_matches_the_float_path():
     one_hot = np.zeros((4, 5), np.float32)
     one_hot[2, 3] = 1.0
     peak = np.asarray(viz.heat_image(one_hot, coords, (150, 100), "gray"))[..., 0]
-    (y, x), (cx, cy) = np.unravel_index(peak.argmax(), peak.shape), coords.cell_center(2, 3)
+    (y, x), (cx, cy) = np.unravel_index(peak.argmax(), peak.shape), (3.5 * 32, 2.5 * 32)  # centre of cell (2, 3)
     assert abs(x - cx) <= 3 and abs(y - cy) <= 3
     with pytest.raises(ValueError, match="alpha"):
         viz.overlay(Image.new("RGB", (150, 100)), attention, coords, alpha=-0.1)

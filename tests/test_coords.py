@@ -1,0 +1,120 @@
+"""CoordinateMap: every mapping between original pixels, model input and feature cells, worked out by hand.
+
+The geometry is deliberately lopsided so that a swapped height/width or a forgotten scale shows:
+a 200x100 (W x H) original shown to the model at 96x64, so x scales by 0.48 and y by 0.64, stride 16,
+and a 5x7 feature grid that reaches past the 4x6 cells the input covers (padding, as in a batch).
+"""
+import numpy as np
+import pytest
+
+from detr_core import CoordinateMap
+
+LOPSIDED = CoordinateMap(image_size=(100, 200), input_size=(64, 96), feature_size=(5, 7), stride=16)
+# one input cell (16 px) is 16 / 0.48 = 33.33 original pixels wide and 16 / 0.64 = 25 tall
+CELL_W, CELL_H = 100 / 3, 25.0
+
+
+def test_valid_cells_exclude_padding():
+    # ceil(64 / 16) = 4 rows, ceil(96 / 16) = 6 columns; the grid has 5 x 7
+    assert LOPSIDED.valid_cells == (4, 6)
+    # an input that ends inside a cell: ceil(70 / 16) = 5, ceil(33 / 16) = 3
+    assert CoordinateMap((70, 33), (70, 33), (5, 3), 16).valid_cells == (5, 3)
+    # a grid smaller than the input would need is its own limit
+    assert CoordinateMap((70, 33), (70, 33), (2, 2), 16).valid_cells == (2, 2)
+
+
+def test_pixel_to_input_scales_x_by_width_and_y_by_height():
+    assert LOPSIDED.pixel_to_input(50, 50) == pytest.approx((24.0, 32.0))
+    assert LOPSIDED.pixel_to_input(200, 100) == pytest.approx((96.0, 64.0))
+
+
+@pytest.mark.parametrize("point,cell", [
+    ((0, 0), (0, 0)),
+    # x: (50 + 0.5) * 0.48 = 24.2 -> column 1; y: (50 + 0.5) * 0.64 = 32.3 -> row 2
+    ((50, 50), (2, 1)),
+    # the last pixel of a column: x = 32 -> 32.5 * 0.48 = 15.6 (column 0); x = 33 -> 16.08 (column 1)
+    ((32, 0), (0, 0)), ((33, 0), (0, 1)),
+    # rows: y = 24 -> 15.68 (row 0); y = 25 -> 16.32 (row 1)
+    ((0, 24), (0, 0)), ((0, 25), (1, 0)),
+    # the bottom-right pixel is in the last valid cell, never in the padding cells
+    ((199, 99), (3, 5)),
+    # half a pixel of slack past the edge for display rounding, clamped to the last pixel
+    ((200.4, 100.4), (3, 5)),
+])
+def test_pixel_to_cell(point, cell):
+    assert LOPSIDED.pixel_to_cell(*point) == cell
+
+
+def test_the_last_pixel_is_in_the_last_cell_and_never_past_the_grid():
+    # 33 px at stride 16: three cells, the last holding one pixel (32); pixel 31 is in the middle cell
+    edge = CoordinateMap((33, 33), (33, 33), (3, 3), 16)
+    assert edge.pixel_to_cell(32, 32) == (2, 2) and edge.pixel_to_cell(31, 31) == (1, 1)
+    assert edge.pixel_to_cell(33.4, 33.4) == (2, 2)  # display-rounding slack: still the last cell
+    # a grid smaller than the input needs (2 x 2 cells for 70 x 33 px): clamped to its last cell
+    small = CoordinateMap((70, 33), (70, 33), (2, 2), 16)
+    assert small.pixel_to_cell(32, 69) == (1, 1)
+
+
+@pytest.mark.parametrize("point", [(-0.1, 5), (5, -0.1), (200.5, 5), (5, 100.5), (1000, 1000)])
+def test_points_outside_the_image_are_refused(point):
+    with pytest.raises(ValueError, match="outside the 200x100 image"):
+        LOPSIDED.pixel_to_cell(*point)
+
+
+def test_cell_index_is_row_major_over_the_whole_grid():
+    assert LOPSIDED.cell_index(0, 0) == 0
+    assert LOPSIDED.cell_index(2, 3) == 2 * 7 + 3  # rows are 7 cells long, padding included
+    assert LOPSIDED.cell_index(4, 6) == 34
+
+
+def test_cell_center_in_original_pixels():
+    assert LOPSIDED.cell_center(0, 0) == pytest.approx((CELL_W / 2, CELL_H / 2))
+    assert LOPSIDED.cell_center(1, 2) == pytest.approx((2.5 * CELL_W, 1.5 * CELL_H))  # (83.33, 37.5)
+
+
+def test_cell_bounds_are_clipped_to_the_image():
+    assert LOPSIDED.cell_bounds(0, 0) == pytest.approx((0, 0, CELL_W, CELL_H))
+    assert LOPSIDED.cell_bounds(2, 1) == pytest.approx((CELL_W, 50, 2 * CELL_W, 75))
+    assert LOPSIDED.cell_bounds(3, 5) == pytest.approx((5 * CELL_W, 75, 200, 100))
+    # a cell that pokes out of the image: 100 x 150 shown as is, stride 32 -> the last cell ends at 150 / 100
+    clipped = CoordinateMap((100, 150), (100, 150), (4, 5), 32)
+    assert clipped.cell_bounds(3, 4) == (128, 96, 150, 100)
+
+
+def test_grid_extent_covers_the_padding_cells():
+    # 5 rows of 25 px, 7 columns of 33.33 px: larger than the 100 x 200 image
+    assert LOPSIDED.grid_extent() == pytest.approx((125.0, 7 * CELL_W))
+
+
+def test_boxes_to_pixels_scales_x_by_width_and_y_by_height():
+    boxes = np.array([[0.5, 0.5, 0.2, 0.4],  # centred: x 80..120 of 200, y 30..70 of 100
+                      [0.1, 0.9, 0.2, 0.2]])  # bottom-left corner: x 0..40, y 80..100
+    expected = [[80, 30, 120, 70], [0, 80, 40, 100]]
+    np.testing.assert_allclose(LOPSIDED.boxes_to_pixels(boxes), expected, atol=1e-9)
+    # a single box [4] comes back as [1, 4]
+    np.testing.assert_allclose(LOPSIDED.boxes_to_pixels(boxes[0]), expected[:1], atol=1e-9)
+
+
+def test_box_cell_coverage_counts_fractions_of_cells():
+    # original (0, 0, 50, 25) -> input (0, 0, 24, 16) -> cells: columns 0..1.5, rows 0..1
+    exact = LOPSIDED.box_cell_coverage((0, 0, 50, 25), grow_cells=0)
+    expected = np.zeros((5, 7))
+    expected[0, 0], expected[0, 1] = 1.0, 0.5
+    np.testing.assert_allclose(exact, expected)
+    # grown by one cell: rows -1..2 -> rows 0 and 1; columns -1..2.5 -> 0, 1 and half of 2
+    grown = LOPSIDED.box_cell_coverage((0, 0, 50, 25))
+    expected = np.zeros((5, 7))
+    expected[:2, :2], expected[:2, 2] = 1.0, 0.5
+    np.testing.assert_allclose(grown, expected)
+
+
+def test_box_cell_coverage_in_the_middle_of_the_grid():
+    # original x 100..150, y 50..60 -> input x 48..72 (cells 3..4.5), y 32..38.4 (cells 2..2.4)
+    coverage = LOPSIDED.box_cell_coverage((100, 50, 150, 60), grow_cells=0)
+    expected = np.zeros((5, 7))
+    expected[2, 3], expected[2, 4] = 0.4, 0.4 * 0.5
+    np.testing.assert_allclose(coverage, expected, atol=1e-12)
+    # half a cell of growth: rows 1.5..2.9 -> half of row 1, 0.9 of row 2; columns 2.5..5 -> half of 2, 3, 4
+    grown = LOPSIDED.box_cell_coverage((100, 50, 150, 60), grow_cells=0.5)
+    rows, cols = np.array([0, 0.5, 0.9, 0, 0]), np.array([0, 0, 0.5, 1, 1, 0, 0])
+    np.testing.assert_allclose(grown, rows[:, None] * cols[None, :], atol=1e-12)
