@@ -13,14 +13,14 @@ Conventions (all pixel mapping through `CoordinateMap`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 
 from ..inspection.coords import CoordinateMap
+from ..inspection.inspection import Head, select_heads
 from .capture import DeformableCall
 
-Head = Union[None, int, str]  # None or "mean": mean over heads; "max": max over heads; int: one head
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,6 @@ class SamplingPoints:
     def __len__(self) -> int:
         return len(self.weight)
 
-
-def select_heads(maps: np.ndarray, head: Head) -> np.ndarray:
-    """maps [heads, ...] -> [...]: mean (None/"mean"), max ("max") or one head (int)."""
-    if head is None or head == "mean":
-        return maps.mean(0)
-    if head == "max":
-        return maps.max(0)
-    if isinstance(head, (int, np.integer)) and -maps.shape[0] <= head < maps.shape[0]:
-        return maps[head]
-    raise ValueError(f"head={head!r}: use None/'mean', 'max', or an index in 0..{maps.shape[0] - 1}")
 
 
 def bilinear_splat(cells: np.ndarray, weights: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,7 +1,6 @@
 """`inspect_family(fm, image)`: one forward pass of a DETR-family model, everything it computed kept."""
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Union
@@ -12,7 +11,7 @@ from PIL import Image
 
 from ..inspection.compact import QuantizedProbabilities
 from ..inspection.coords import CoordinateMap
-from ..inspection.inspection import Inspection, inspect_image
+from ..inspection.inspection import Inspection, eval_mode, inspect_image
 from ..model.preprocess import ImageSource, load_image
 from .capture import FamilyCapture, capture_family
 from .deformable import DeformableSampling
@@ -25,17 +24,6 @@ from .scoring import SIGMOID, SOFTMAX
 FamilyInspection = Union[DenseFamilyInspection, DeformableInspection]
 DENSE_STRIDES = (32, 16, 64, 8)  # DETR-style single feature maps: C5, DC5, ...
 
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Inspect what the model does at inference (no dropout, no denoising queries); the caller's mode is
-    restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 @dataclass

@@ -19,10 +19,10 @@ from PIL import Image
 
 from ..inspection.compact import QuantizedProbabilities
 from ..inspection.coords import CoordinateMap
-from ..inspection.inspection import Inspection
+from ..inspection.inspection import Head, Inspection, select_heads
 from .capabilities import (DECODER_SELF_ATTENTION, DETR_ONLY_TEACHING, ENCODER, ENCODER_INCOMING,
                            ENCODER_SAMPLING_POINTS, SAMPLING_POINTS, Capabilities)
-from .deformable import DeformableSampling, Head, SamplingPoints, select_heads
+from .deformable import DeformableSampling, SamplingPoints
 from .registry import DEFORMABLE, DENSE_COARSEST, FamilySpec
 from .scoring import FamilyScoring
 

@@ -32,8 +32,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def _reduce_heads(maps: np.ndarray, head: Head) -> np.ndarray:
-    """maps [heads, ...] -> [...]."""
+def select_heads(maps: np.ndarray, head: Head) -> np.ndarray:
+    """maps [heads, ...] -> [...]: mean (None/"mean"), max ("max") or one head (int). Shared by the DETR-family results."""
     if head is None or head == "mean":
         return maps.mean(0)
     if head == "max":
@@ -100,7 +100,7 @@ class Inspection:
         if not -self.num_queries <= query < self.num_queries:
             raise ValueError(f"query={query} out of range 0..{self.num_queries - 1}")
         maps = self.decoder_cross_attention[layer, :, query]  # [heads, fh*fw]
-        return _reduce_heads(maps, head).reshape(self.feature_size)
+        return select_heads(maps, head).reshape(self.feature_size)
 
     def attention_in_box(self, query: int, layer: int = -1, grow_cells: float = 1.0) -> np.ndarray:
         """[heads]: the share of each head's cross-attention of ``query`` that falls inside the box the
@@ -122,11 +122,11 @@ class Inspection:
         idx = self.coords.cell_index(*self.coords.pixel_to_cell(x, y))
         att = self.encoder_attention
         maps = att[layer, :, :, idx] if incoming else att[layer, :, idx, :]  # [heads, HW]
-        return _reduce_heads(maps, head).reshape(self.feature_size)
+        return select_heads(maps, head).reshape(self.feature_size)
 
 
 @contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module):
+def eval_mode(model: torch.nn.Module):
     """Inspect what the model does at inference: a model left in training mode would show maps with
     dropout applied, different on every call. The caller's mode is restored."""
     was_training = model.training
@@ -154,7 +154,7 @@ def inspect_image(model: torch.nn.Module, image: ImageSource, fast: bool = True)
     pil = load_image(image)
     x = image_to_tensor(pil, model.preprocess)[None]  # [1, 3, h, w]
     device = next(runner.parameters()).device
-    with torch.inference_mode(), _eval_mode(runner), capture_attention(runner) as maps:
+    with torch.inference_mode(), eval_mode(runner), capture_attention(runner) as maps:
         out = runner(x.to(device))
     layer_logits = torch.stack([a["pred_logits"] for a in out["aux_outputs"]] + [out["pred_logits"]])
     layer_boxes = torch.stack([a["pred_boxes"] for a in out["aux_outputs"]] + [out["pred_boxes"]])
