@@ -10,8 +10,6 @@ on a CPU. What the dots show is transformers' initial sampling pattern, not a le
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs"))  # the screenshot helpers of teaching_screenshots.py
 
-from teaching_screenshots import CHROMIUM, CHROMIUM_ARGS, _free_port, _open_tab, _wait, save_small  # noqa: E402
+from teaching_screenshots import _open_tab, save_small, served_page  # noqa: E402
 
 
 def untrained_deformable_detr(folder: Path) -> None:
@@ -47,12 +45,10 @@ def shoot(page, image: Path, out: Path) -> None:
     page.wait_for_timeout(2000)
     panel = page.locator("#inspect-views [role=tabpanel]:visible").first
     save_small(panel.screenshot(), out, width=1000)
-    print(f"wrote {out.relative_to(REPO)}", flush=True)
+    print(f"wrote {out}", flush=True)
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=REPO / "webapp" / "examples" / "grace_hopper.jpg")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "app-family.png")
@@ -60,23 +56,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(Path(tmp) / "untrained-deformable-detr-r50")  # the name the page's status line shows
         untrained_deformable_detr(Path(folder))
-        port = _free_port()
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", folder], cwd=REPO,
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            _wait(url, server)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.set_default_timeout(300_000)
-                page.goto(url)
-                shoot(page, args.image.resolve(), args.out.resolve())
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with served_page(folder, height=1100, timeout_ms=300_000) as page:
+            shoot(page, args.image.resolve(), args.out.resolve())
 
 
 if __name__ == "__main__":

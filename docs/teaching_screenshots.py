@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
@@ -54,6 +56,31 @@ def _wait(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"app.py did not answer at {url}")
+
+
+@contextmanager
+def served_page(model: str, height: int, timeout_ms: int) -> Iterator:
+    """`python app.py --model MODEL` on a free loopback port and a 1400-px-wide chromium page open on it; the
+    server is stopped on the way out, also after an error."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model], cwd=REPO,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait(url, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            yield page
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def save_small(png: bytes, path: Path, width: int = 1000) -> None:
@@ -103,30 +130,13 @@ def shoot(page, image: Path, threshold: float, out_dir: Path) -> None:
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="untrained")
     parser.add_argument("--image", type=Path, default=REPO / "webapp" / "examples" / "shapes.jpg")
     parser.add_argument("--threshold", type=float, default=0.7)
     args = parser.parse_args()
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", args.model], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait(url, server)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            page.goto(url)
-            shoot(page, args.image.resolve(), args.threshold, REPO / "docs")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with served_page(args.model, height=1000, timeout_ms=120_000) as page:
+        shoot(page, args.image.resolve(), args.threshold, REPO / "docs")
 
 
 if __name__ == "__main__":
