@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,7 +321,9 @@ def verify(calls: list[Call], model_arg: str, images: list[Path], size: tuple[in
     import detr_core
     from webapp.models import TINY, ModelCache
     from webapp.store import InspectionStore
-    model = detr_core.untrained_model(tiny=True) if model_arg == TINY else detr_core.load_model(model_arg)
+    with warnings.catch_warnings():  # the tiny model is the run's own choice: its "untrained" warning tells nothing
+        warnings.filterwarnings("ignore", message="using an UNTRAINED model")
+        model = detr_core.untrained_model(tiny=True) if model_arg == TINY else detr_core.load_model(model_arg)
     # its inference twin built now, never compiled: a background compile would compete with the checks for the
     # CPU and, still running when the script ends, abort the interpreter ("terminate called without an active
     # exception")

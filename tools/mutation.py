@@ -43,7 +43,8 @@ class Target:
 
 
 TARGETS = {
-    "coords": Target(("detr_core/inspection/coords.py",), ("tests/test_coords.py",)),
+    # test_family_geometry.py: the multi-level (DETR-family) half of the coordinate module
+    "coords": Target(("detr_core/inspection/coords.py",), ("tests/test_coords.py", "tests/test_family_geometry.py")),
     "inspection": Target(("detr_core/inspection/inspection.py",), ("tests/test_inspect.py", "tests/test_compact.py")),
     "preprocess": Target(("detr_core/model/preprocess.py",), ("tests/test_preprocess.py",)),
     "matcher": Target(("detr_core/objective/matcher.py",), ("tests/test_matcher.py",)),
