@@ -212,3 +212,48 @@ def test_model_without_the_data_set_classes_is_rejected(tmp_path, val_set, capsy
 def test_missing_model_file_is_reported(tmp_path, val_set, capsys):
     code = main(["--model", str(tmp_path / "none.pth"), "--data", str(val_set.source.annotations.parent)])
     assert code == 2 and "none.pth" in capsys.readouterr().err
+
+
+class HalfSure(Oracle):
+    """The ground truth again, but each true query split evenly between its class and "no object" (score ~0.5)."""
+
+    def _predict(self, t: dict):
+        logits, boxes = super()._predict(t)
+        logits[torch.arange(len(t["labels"])), -1] = 10.0
+        return logits, boxes
+
+
+def _objects(val_set) -> int:
+    return len(json.loads(Path(val_set.source.annotations).read_text())["annotations"])
+
+
+def test_confident_count_follows_the_threshold_given(val_set):
+    """Confident = score above the threshold: 0.7 by default, else the one passed down to the count."""
+    objects = _objects(val_set)
+    assert objects > 0
+    sure = evaluate(Oracle(val_set), val_set, batch_size=2)  # every true query scores ~1.0
+    assert (sure.confident, sure.objects) == (objects, objects)
+    assert evaluate(HalfSure(val_set), val_set, batch_size=2).confident == 0  # ~0.5 < 0.7
+    half = evaluate(HalfSure(val_set), val_set, batch_size=2, threshold=0.4)
+    assert half.confident == objects and half.confident_per_object == pytest.approx(1.0)
+
+
+def test_cli_json_counts_at_the_given_threshold_with_negatives(tmp_path, val_set, capsys):
+    """--score-threshold 0 counts every query (each has some best class); --negatives adds its counts."""
+    config = detr_core.tiny_config(num_classes=5)
+    model = detr_core.build_model(config, PRE, list(val_set.label_map.class_names))
+    detr_core.save_model(model, tmp_path / "tiny.pth")
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(negatives / f"blank{i}.png")
+    json_out = tmp_path / "ap.json"
+    assert main(["--model", str(tmp_path / "tiny.pth"), "--data", str(val_set.source.annotations.parent),
+                 "--score-threshold", "0", "--negatives", str(negatives), "--json-out", str(json_out)]) == 0
+    out = json.loads(json_out.read_text())
+    queries, objects = config.num_queries, _objects(val_set)
+    assert (out["confident_detections"], out["objects"]) == (5 * queries, objects)
+    assert out["confident_per_object"] == pytest.approx(5 * queries / objects)
+    assert (out["negative_images"], out["negative_detections"]) == (2, 2 * queries)
+    assert out["negative_detections_per_10_images"] == pytest.approx(10 * queries)
+    assert f"{2 * queries} detections above 0.0 on 2 images" in capsys.readouterr().out
