@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from detr_core import CoordinateMap
+from detr_core.inspection.coords import FeatureLevel
 
 LOPSIDED = CoordinateMap(image_size=(100, 200), input_size=(64, 96), feature_size=(5, 7), stride=16)
 # one input cell (16 px) is 16 / 0.48 = 33.33 original pixels wide and 16 / 0.64 = 25 tall
@@ -118,3 +119,81 @@ def test_box_cell_coverage_in_the_middle_of_the_grid():
     grown = LOPSIDED.box_cell_coverage((100, 50, 150, 60), grow_cells=0.5)
     rows, cols = np.array([0, 0.5, 0.9, 0, 0]), np.array([0, 0, 0.5, 1, 1, 0, 0])
     np.testing.assert_allclose(grown, rows[:, None] * cols[None, :], atol=1e-12)
+
+
+# ---- boxes between two sizes of one image (the detections table's "original pixels") -------------------------
+
+def test_boxes_in_size_scales_x_by_width_and_y_by_height_then_clips():
+    from detr_core.inspection.coords import boxes_in_size
+    # a 100x200 (H, W) image shown at 50x400: x doubles, y halves
+    out = boxes_in_size([[10, 20, 150, 90], [-5, -3, 210, 120]], (100, 200), (50, 400))
+    assert out.dtype == np.float64 and out.shape == (2, 4)
+    np.testing.assert_array_equal(out[0], [20, 10, 300, 45])
+    np.testing.assert_array_equal(out[1], [0, 0, 400, 50])  # past every border: clipped to the new size
+    np.testing.assert_array_equal(boxes_in_size([3.5, 4, 7, 9], (10, 10), (10, 10)), [[3.5, 4, 7, 9]])
+    np.testing.assert_array_equal(boxes_in_size([[0, 0, 12, 11]], (10, 10), (10, 10)), [[0, 0, 10, 10]])
+
+
+# ---- several feature levels (the DETR family) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(0, 10), (10, 0)])
+@pytest.mark.parametrize("which", ["input", "level"])
+def test_infer_stride_refuses_empty_sizes_naming_them(size, which):
+    from detr_core.inspection.coords import infer_stride
+    args = (size, (5, 5)) if which == "input" else ((10, 10), size)
+    with pytest.raises(ValueError, match=r"sizes must be positive") as err:
+        infer_stride(*args)
+    assert str(size) in str(err.value)
+
+
+def test_infer_stride_by_hand():
+    from detr_core.inspection.coords import infer_stride
+    assert infer_stride((1, 1), (1, 1)) == 1  # one pixel, one cell (2 and 3 fit too: the nearest power of two)
+    assert infer_stride((2, 2), (1, 1)) == 2  # 2, 3 and 4 fit; of the powers 2 and 4, the nearest to 2
+    assert infer_stride((100, 60), (13, 8)) == 8  # ceil(12.5) = 13, ceil(7.5) = 8; 7 gives 15, 9 gives 12
+    assert infer_stride((90, 90), (10, 10)) == 9  # only 9 fits (8 gives 12, 10 gives 9): no power of two
+    assert infer_stride((12, 12), (3, 3)) == 4  # 4 and 5 fit (ceil(2.4) = 3): the power of two
+    with pytest.raises(ValueError, match="resized or padded in a way this tool does not know"):
+        infer_stride((100, 100), (10, 3))
+
+
+def test_levels_by_hand():
+    """Two levels of a 64x96 input (strides 8 and 32) shown on a 100x200 original."""
+    coords = CoordinateMap.multi_scale((100, 200), (64, 96), [(8, 12), (2, 3)])
+    assert coords.levels == (FeatureLevel((8, 12), 8), FeatureLevel((2, 3), 32))
+    assert coords.feature_size == (8, 12) and coords.stride == 8
+    assert isinstance(coords.level_scale(1), int) and coords.level_scale(1) == 4
+    assert coords.level(-1) == coords.level(1) and coords.level(-2) == coords.level(0)
+    for bad in (2, -3):
+        with pytest.raises(ValueError, match=rf"level={bad} out of range 0\.\.1$"):
+            coords.level(bad)
+    # a single-grid map (DETR) has one level: its own grid
+    assert LOPSIDED.level(0) == FeatureLevel((5, 7), 16) and LOPSIDED.level(5) == FeatureLevel((5, 7), 16)
+    # row-major index on each level's own grid
+    assert coords.level_cell_index(1, 2, 0) == 1 * 12 + 2 and coords.level_cell_index(1, 2, 1) == 1 * 3 + 2
+
+
+def test_common_grid_rows_and_cols_are_whole_cells():
+    coords = CoordinateMap.multi_scale((96, 96), (96, 96), [(12, 12), (3, 3)])  # strides 8 and 32
+    assert coords.feature_size == (12, 12) and all(isinstance(n, int) for n in coords.feature_size)
+
+
+def test_multi_scale_refuses_no_levels_and_strides_that_do_not_nest():
+    with pytest.raises(ValueError, match="^multi_scale needs at least one feature level$"):
+        CoordinateMap.multi_scale((64, 96), (64, 96), [])
+    with pytest.raises(ValueError, match="^level stride 12 is not a multiple of the finest stride 8: the levels "
+                                         "cannot share one display grid$"):
+        CoordinateMap.multi_scale((96, 96), (96, 96), [(12, 12), (8, 8)])
+
+
+def test_normalised_points_become_floats_even_from_integers():
+    coords = CoordinateMap.multi_scale((100, 200), (64, 96), [(8, 12)])
+    cells = coords.normalised_to_level_cells(np.array([[0, 1]]), 0)  # integer input: the edges of the grid
+    assert cells.dtype == np.float64 and cells.tolist() == [[-0.5, 7.5]]
+
+
+def test_image_points_to_pixels_by_hand():
+    # x by the width (200), y by the height (100); a third coordinate is ignored
+    out = LOPSIDED.image_points_to_pixels(np.array([[[0.5, 0.25, 9.0]], [[1, 1, 9]]]))
+    assert out.shape == (2, 1, 2) and out.dtype == np.float64
+    assert out.tolist() == [[[100.0, 25.0]], [[200.0, 100.0]]]
