@@ -32,6 +32,8 @@ def models():
 
 def test_the_cache_compiles_in_the_background_and_keeps_serving(models):
     loaded = models.get(TINY)
+    # the interpreter waits for a compile at exit rather than tearing it down mid-compile (an abort)
+    assert models.compile_threads and not any(thread.daemon for thread in models.compile_threads)
     for thread in models.compile_threads:
         thread.join(timeout=300)
     assert loaded.model.backbone[0].body.compiled is not None

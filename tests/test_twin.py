@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,26 +183,45 @@ def test_a_compiled_twin_serves_inspect_image(model, rgb_image, monkeypatch):
     assert compiled_calls == [1]
 
 
-def test_a_new_twin_is_compiled_in_the_background_by_default(model, rgb_image, monkeypatch):
-    compiled_calls, compiles, first_done = [], [], threading.Event()
+def test_nothing_is_compiled_by_default_and_the_environment_opts_in(model, rgb_image, monkeypatch):
+    compiles = []
 
     def fake_compile(twin):
-        first_done.wait(30)  # "compiling" takes until the first inspection, run meanwhile, is done
-        wrapper = twin.backbone[0].body
         compiles.append(twin)
-        wrapper.compiled = lambda x: compiled_calls.append(1) or wrapper.body(x)
+        twin.backbone[0].body.compiled = twin.backbone[0].body.body
     monkeypatch.setattr(twin_module, "compile_backbone_now", fake_compile)
-    monkeypatch.setattr(twin_module, "COMPILE_IN_BACKGROUND", True)
+    monkeypatch.setattr(twin_module, "COMPILE_BY_DEFAULT", False)
     detr_core.forget_inference_twin(model)
-    first = detr_core.inspect_image(model, rgb_image)  # builds the twin, starts compiling it, runs eager
-    first_done.set()
-    assert compiled_calls == []
-    for thread in [t for t in threading.enumerate() if t.name == "compile-twin"]:
-        thread.join(timeout=30)
-    assert len(compiles) == 1
-    second = detr_core.inspect_image(model, rgb_image)
-    assert compiled_calls == [1] and _close(first, second)
-    assert detr_core.inference_twin(model) is compiles[0] and len(compiles) == 1  # compiled once per twin
+    before = {t.ident for t in threading.enumerate()}
+    detr_core.inspect_image(model, rgb_image)
+    assert compiles == [] and {t.ident for t in threading.enumerate()} <= before  # no thread left behind
+    monkeypatch.setattr(twin_module, "COMPILE_BY_DEFAULT", True)  # DETR_LENS_COMPILE=1
+    detr_core.forget_inference_twin(model)
+    twin = detr_core.inference_twin(model)
+    assert compiles == [twin] and {t.ident for t in threading.enumerate()} <= before  # compiled in this thread
+    assert detr_core.inference_twin(model) is twin and len(compiles) == 1  # once per twin
     detr_core.forget_inference_twin(model)
     detr_core.inference_twin(model, compile_backbone=False)  # callers that train on opt out
     assert len(compiles) == 1
+
+
+SHORT_SCRIPT = """
+import threading, detr_core
+model = detr_core.load_model("shapes")
+ins = detr_core.inspect_image(model, {image!r})
+print(len(ins.detections(0.7)))
+print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))
+"""
+
+
+def test_a_short_script_exits_cleanly_with_nothing_left_running(tmp_path):
+    # The issue: a background compile still running at exit aborted the interpreter (status 134, 'terminate
+    # called without an active exception'). The library's defaults, as a user's script gets them.
+    image = Path(__file__).parent.parent / "webapp" / "examples" / "shapes.jpg"
+    env = {k: v for k, v in os.environ.items() if k != "DETR_LENS_COMPILE"}
+    done = subprocess.run([sys.executable, "-c", SHORT_SCRIPT.format(image=str(image))], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    count, threads = done.stdout.splitlines()
+    assert int(count) > 0 and threads == "[]"

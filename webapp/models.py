@@ -93,7 +93,9 @@ class ModelCache:
             return model
         fast = detr_core.optimize_for_inference(model, precision=self._precision)
         if self._compile:
-            thread = threading.Thread(target=_compile_quietly, args=(fast, source), daemon=True,
+            # not a daemon: the interpreter waits for it at exit (seconds) instead of tearing it down mid-compile,
+            # which aborts the process ('terminate called without an active exception')
+            thread = threading.Thread(target=_compile_quietly, args=(fast, source), daemon=False,
                                       name=f"compile-{source}")
             thread.start()
             self.compile_threads.append(thread)

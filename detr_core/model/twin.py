@@ -16,12 +16,15 @@ it goes with the model) and built again as soon as the model's tensors change, w
 Writes through `tensor.data` bypass the version counter (as they bypass autograd): after one, call
 `forget_inference_twin(model)`.
 
-Each new twin's backbone is compiled by torch.compile in a background thread, exactly as the app compiles its
-own copy: calls run the eager twin until the compiled backbone is ready (5-13 s for R50 on a quiet machine),
-then as fast as the app's path (the backbone went from 0.62-0.64 to 0.46-0.50 s, benchmarks/NOTES.md), with
-bit-identical numbers. `inference_twin(model, compile_backbone=True)` compiles before returning, `False` never
-does; the environment variable DETR_LENS_COMPILE=0 turns the background compile off for the process (the test
-suite does, to spare its CPU). Where compiling fails (no C++ compiler, say) the eager twin simply stays.
+A library call never starts work that outlives it: the twin's backbone is compiled only when asked,
+synchronously: `inference_twin(model, compile_backbone=True)` (a notebook or a long script that inspects many
+images; 5-13 s for R50 on a quiet machine, then the backbone goes from 0.62-0.64 to 0.46-0.50 s,
+benchmarks/NOTES.md, with bit-identical numbers), or DETR_LENS_COMPILE=1 for every new twin of the process. By
+default (`compile_backbone=None`) nothing is compiled: a short script that inspects one image exits as soon as
+it is done (a compile still running in a background thread when the interpreter exits aborts the process:
+'terminate called without an active exception'). The app, a long-lived server, compiles its own copies in the
+background and waits for them at shutdown (webapp/models.py). Where compiling fails (no C++ compiler, say) the
+eager twin simply stays.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ class _Twin:
 
 
 log = logging.getLogger(__name__)
-COMPILE_IN_BACKGROUND = os.environ.get("DETR_LENS_COMPILE", "1") != "0"
+# opt-in: compile every new twin (synchronously, in the calling thread); never in a background thread
+COMPILE_BY_DEFAULT = os.environ.get("DETR_LENS_COMPILE", "0") == "1"
 _TWINS: "weakref.WeakKeyDictionary[nn.Module, _Twin]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()  # one build per model, even when several threads inspect it at once
 
@@ -58,8 +62,9 @@ def inference_twin(model: nn.Module, compile_backbone: bool | None = None) -> nn
     a model already from optimize_for_inference, one with `use_inference_twin = False`, one that is not a
     float32 detr_core DETR, and one with forward hooks registered on it (they must see the pass).
 
-    compile_backbone: None (default) compiles a newly built twin's backbone in a background thread (unless
-    DETR_LENS_COMPILE=0); True compiles it (once; seconds) before returning; False never compiles.
+    compile_backbone: True compiles the twin's backbone (once; seconds) before returning; False never compiles;
+    None (default) compiles only where DETR_LENS_COMPILE=1 asks for it. Never in the background: nothing this
+    call starts outlives it.
     """
     if not isinstance(model, DETR) or getattr(model, "inference_only", False) or not model.use_inference_twin:
         return model
@@ -76,15 +81,17 @@ def inference_twin(model: nn.Module, compile_backbone: bool | None = None) -> nn
             cached = _Twin(fingerprint, twin, modules[1:] + tensors)
             _TWINS[model] = cached
     twin = cached.model
-    if compile_backbone and twin.backbone[0].body.compiled is None:
-        compile_backbone_now(twin)
-    elif built and compile_backbone is None and COMPILE_IN_BACKGROUND:
-        threading.Thread(target=_compile_quietly, args=(twin,), daemon=True, name="compile-twin").start()
+    wanted = COMPILE_BY_DEFAULT if compile_backbone is None else compile_backbone
+    if wanted and twin.backbone[0].body.compiled is None:
+        if compile_backbone:
+            compile_backbone_now(twin)  # asked for by name: a failure is the caller's to see
+        else:
+            _compile_quietly(twin)
     return twin
 
 
 def _compile_quietly(twin: nn.Module) -> None:
-    """Compile in the background; on failure the eager twin keeps serving: nothing is lost."""
+    """Compile for DETR_LENS_COMPILE=1; on failure the eager twin keeps serving: nothing is lost."""
     try:
         log.info("compiled an inference twin's backbone in %.1f s", compile_backbone_now(twin))
     except Exception as err:  # any compiler failure only means staying eager
