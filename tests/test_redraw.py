@@ -49,7 +49,7 @@ def test_a_view_that_fails_leaves_its_outputs_and_the_others_still_redraw():
         views = [redraw.Redraw((), lambda x, y: (f"sum {x + y}", f"product {x * y}"), (a, b), (out1, out2), "one"),
                  redraw.Redraw((), fails, (b,), (out3,), "two"),
                  redraw.Redraw((), lambda y: f"half {y / 2}", (b,), (out4,), "three")]
-        fn = redraw._all_views(views, [a, b])
+        fn = redraw.all_views(views, [a, b])
     with pytest.warns(UserWarning, match="x=4 is not allowed"):  # gr.Warning, outside a page
         result = fn(3, 4)
     assert result[:2] == ("sum 7", "product 12") and isinstance(result[2], type(gr.skip()))

@@ -76,12 +76,30 @@ def _views_for(ctx: AppContext):
     return show
 
 
-def _after_analysis(event, ctx: AppContext) -> None:
-    """After an analysis (or a clear) every tab redraws itself from the session, or empties itself."""
+def _after_analysis(event, generation: gr.State) -> None:
+    """After an analysis (or a clear, or a failed upload) the page's analysis generation goes up by one; the one
+    listener of that (`_refresh_on_new_analysis`) redraws every view."""
+    event.success(lambda n: n + 1, generation, generation, api_visibility="undocumented", show_progress="hidden")
+
+
+def _refresh_on_new_analysis(ctx: AppContext, generation: gr.State) -> None:
+    """Every tab redraws itself from the session, or empties itself, in ONE listener with trigger_mode
+    "always_last". Why one: a listener of the default mode ("once") drops a trigger that arrives while it is
+    still running. With a listener per view chained on each analysis event, an unreadable upload made right
+    after a good one had its clearing dropped by the views still drawing the good image, which then painted the
+    previous image's detections back over the cleared page. Here a new analysis that arrives while the views
+    are being drawn waits, and the listener runs again once it is done, reading the session as it is then: the
+    page always ends on the newest analysis. (One listener per trigger also avoids Gradio's re-dispatch loop
+    between always_last listeners, see redraw.py.)"""
     view_outputs = [c for view in ctx.views for c in (view.hint, view.body)] + ctx.exports
-    event.success(_views_for(ctx), ctx.session, view_outputs, api_visibility="undocumented", show_progress="hidden")
-    for step in ctx.after_analysis:
-        event.success(_refresh_or_clear(step), step.inputs, step.outputs, api_visibility="undocumented")
+    parts = [redraw.Redraw((), _views_for(ctx), (ctx.session,), tuple(view_outputs), "views")]
+    parts += [redraw.Redraw((), _refresh_or_clear(step), tuple(step.inputs), tuple(step.outputs), step.fn.__name__)
+              for step in ctx.after_analysis]
+    inputs = redraw.unique([c for part in parts for c in part.inputs])
+    outputs = [c for part in parts for c in part.outputs]
+    assert len(redraw.unique(outputs)) == len(outputs), "two views refreshed after an analysis write one component"
+    generation.change(redraw.all_views(parts, inputs), inputs, outputs, trigger_mode="always_last",
+                      api_visibility="undocumented")
 
 
 def _input_column(menu: list[str], model_name: str):
@@ -144,6 +162,7 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
         gr.Markdown(INTRO)
         status = gr.Markdown("Loading the model...", elem_id="model-status")
         session = gr.State(None, delete_callback=forget)
+        generation = gr.State(0)  # the page's analyses, counted: each new one redraws every view
         model_in_use = gr.State(model_name)  # the menu name in use: the menu returns to it if a model fails
         with gr.Row():
             with gr.Column(scale=5):  # 5:8 leaves the seven teaching tabs room on one row at 1280 px
@@ -152,19 +171,23 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
                 ctx = AppContext(session, image, threshold, alpha, cmap, models, store, roots)
                 _view_tabs(ctx)
         redraw.wire(ctx.redraws)
+        _refresh_on_new_analysis(ctx, generation)
 
         analyze = analyze_handler(models, policy, store)
         analysis_out = [session, image, status]
+        # always_last: an upload made while the previous one is still being analysed is analysed next (the
+        # default mode, "once", drops it, and the page would go on showing the previous image's analysis)
         _after_analysis(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
-                                     concurrency_limit=1, concurrency_id=FORWARD), ctx)
+                                     concurrency_limit=1, concurrency_id=FORWARD, trigger_mode="always_last"),
+                        generation)
         _after_analysis(examples.load_input_event.then(
             analyze, [image, model], analysis_out, api_name="analyze_example", concurrency_limit=1,
-            concurrency_id=FORWARD), ctx)
+            concurrency_id=FORWARD, trigger_mode="always_last"), generation)
         # .change, not .input: the menu fires .input twice for one pick with the mouse (gradio 6.31)
         _after_analysis(model.change(switch_handler(models, policy), [model, model_in_use, session],
                                      [session, status, model, model_in_use], api_name="set_model",
-                                     concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), ctx)
-        _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), ctx)
+                                     concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), generation)
+        _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), generation)
         demo.load(status_handler(models, model_name), None, status, api_name="status")
         demo.unload(closed)
     return demo

@@ -37,7 +37,7 @@ def _trigger_key(trigger) -> tuple[int, str]:
     return trigger.__self__._id, trigger.event_name
 
 
-def _unique(components) -> list:
+def unique(components) -> list:
     """Components in first-seen order, each once (components compare by identity here)."""
     seen, out = set(), []
     for c in components:
@@ -47,21 +47,31 @@ def _unique(components) -> list:
     return out
 
 
-def _all_views(redraws: list[Redraw], inputs: list) -> Callable:
+def _run_one(r: Redraw, values: tuple, pick: list[int], problems: list[str]) -> list:
+    """One redraw's outputs, as a list; a gr.Error (a bad value typed into one view) leaves its own outputs as
+    they were and is collected in `problems` for one warning."""
+    try:
+        result = r.fn(*(values[i] for i in pick))
+    except gr.Error as err:
+        problems.append(str(err.message))
+        result = tuple(gr.skip() for _ in r.outputs) if len(r.outputs) > 1 else gr.skip()
+    return list(result) if len(r.outputs) > 1 else [result]
+
+
+def _picks(redraws: list[Redraw], inputs: list) -> list[list[int]]:
+    where = {id(c): i for i, c in enumerate(inputs)}
+    return [[where[id(c)] for c in r.inputs] for r in redraws]
+
+
+def all_views(redraws: list[Redraw], inputs: list) -> Callable:
     """fn(*values of `inputs`) -> every redraw's outputs, in order. A redraw that fails (a bad value typed into one
     view) leaves its own outputs as they were and is reported in a warning; the other views still redraw."""
-    where = {id(c): i for i, c in enumerate(inputs)}
-    picks = [[where[id(c)] for c in r.inputs] for r in redraws]
+    picks = _picks(redraws, inputs)
 
     def redraw_views(*values):
         out, problems = [], []
         for r, pick in zip(redraws, picks):
-            try:
-                result = r.fn(*(values[i] for i in pick))
-            except gr.Error as err:
-                problems.append(str(err.message))
-                result = tuple(gr.skip() for _ in r.outputs) if len(r.outputs) > 1 else gr.skip()
-            out.extend(result if len(r.outputs) > 1 else [result])
+            out.extend(_run_one(r, values, pick, problems))
         if problems:
             gr.Warning(" ".join(problems))
         return tuple(out)
@@ -85,8 +95,8 @@ def wire(redraws: list[Redraw]) -> None:
     for indices, group_triggers in groups.items():
         chosen = [redraws[i] for i in indices]
         outputs = [c for r in chosen for c in r.outputs]
-        assert len(_unique(outputs)) == len(outputs), "two redraws of one trigger write the same component"
-        inputs = _unique(c for r in chosen for c in r.inputs)
-        fn = chosen[0].fn if len(chosen) == 1 else _all_views(chosen, inputs)
+        assert len(unique(outputs)) == len(outputs), "two redraws of one trigger write the same component"
+        inputs = unique(c for r in chosen for c in r.inputs)
+        fn = chosen[0].fn if len(chosen) == 1 else all_views(chosen, inputs)
         gr.on(group_triggers, fn, inputs if len(chosen) > 1 else list(chosen[0].inputs), outputs,
               trigger_mode="always_last", api_visibility="undocumented")
