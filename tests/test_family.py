@@ -294,6 +294,35 @@ def test_open_any_tells_family_folders_from_detr(family, module_tiny_model, tmp_
     assert isinstance(detr_core.open_any("shapes"), detr_core.DETR)
 
 
+def test_load_model_is_the_one_front_door_for_family_folders(family, image, tmp_path):
+    """detr_core.load_model said "model_type 'rt_detr' is not a DETR" and never named open_any: one door now,
+    and inspect_image inspects what it opens."""
+    fm, _ = family("rt_detr")
+    fm.model.save_pretrained(tmp_path / "rt")
+    fm.processor.save_pretrained(tmp_path / "rt")
+    opened = detr_core.load_model(tmp_path / "rt")
+    assert isinstance(opened, detr_core.FamilyModel) and opened.spec.model_type == "rt_detr"
+    ins = detr_core.inspect_image(opened, image)
+    assert isinstance(ins, detr_core.DeformableInspection)
+    np.testing.assert_allclose(ins.logits, inspect_family(fm, image).logits, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\['dilation'\]: overrides apply to DETR checkpoints only"):
+        detr_core.load_model(tmp_path / "rt", dilation=True)
+
+
+def test_a_folder_of_checkpoints_names_the_files_it_holds(module_tiny_model, tmp_path):
+    run = tmp_path / "runs" / "shapes"
+    run.mkdir(parents=True)
+    detr_core.save_model(module_tiny_model, run / "best.pth")
+    (run / "last.pth").write_bytes((run / "best.pth").read_bytes())
+    (run / "log.jsonl").write_text("{}")
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(run)
+    message = str(err.value)
+    assert "has no config.json" in message and "best.pth, last.pth" in message and "log.jsonl" not in message
+    assert f"load_model({str(run / 'best.pth')!r})" in message
+    assert isinstance(detr_core.load_model(run / "best.pth"), detr_core.DETR)  # the file it names opens
+
+
 def test_padded_input_maps_points_to_the_image(image):
     """A processor that pads (bottom/right) changes the grids, not where a point lands in the image."""
     import transformers

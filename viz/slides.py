@@ -119,7 +119,7 @@ def save_figures(figures: dict[str, Figure], out: Path, dpi: int) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from detr_core.family import inspect_any, open_any  # here: drawing functions never need a model
+    import detr_core  # here: drawing functions never need a model
 
     installed = Path(sys.argv[0]).name == "detr-lens-figures"  # the console script, else python -m viz.figures
     parser = argparse.ArgumentParser(prog="detr-lens-figures" if installed else "python -m viz.figures",
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dpi", type=int, default=300)
     args = parser.parse_args(argv)
     try:
-        ins = inspect_any(open_any(args.model), args.image)
+        ins = detr_core.inspect_image(detr_core.load_model(args.model), args.image)
         layer = args.layer - 1 if args.layer > 0 else -1
         figures = {}
         if args.figure in ("encoder", "both"):

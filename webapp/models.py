@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import detr_core
-from detr_core.family import FamilyModel, open_any
+from detr_core.family import FamilyModel
 from detr_core.weights.hub import parse_hub_ref
 from detr_core.weights.auto import AutoChoice, choose_model
 
@@ -85,7 +85,7 @@ class ModelCache:
     def _load(self, source: str) -> torch.nn.Module | FamilyModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the page states the model and its caveats instead
-            model = detr_core.untrained_model(tiny=True) if source == TINY else open_any(source)
+            model = detr_core.untrained_model(tiny=True) if source == TINY else detr_core.load_model(source)
         if isinstance(model, FamilyModel):
             return model  # transformers' own modules, run as they are: the inference copy is DETR's only
         if not self._optimize:

@@ -12,7 +12,7 @@ from .capture import DeformableCall, FamilyCapture, capture_family
 from .deformable import DeformableSampling, SamplingPoints
 from .inspect import FamilyInspection, inspect_any, inspect_family
 from .inspection import DeformableInspection, DenseFamilyInspection
-from .loading import FamilyModel, is_family_source, load_family_model, open_any
+from .loading import FamilyModel, is_family_source, load_family_model, load_model, open_any
 from .registry import FAMILY, FamilySpec, spec_for, views_table
 from .scoring import layer_probabilities
 

@@ -84,19 +84,30 @@ def is_family_source(source) -> bool:
         return False
 
 
-def open_any(source: str | os.PathLike, device: str | torch.device = "cpu"):
-    """What `source` names, opened: a FamilyModel for a folder or Hub id whose config.json names a supported
-    DETR-family model type, else whatever detr_core.load_model makes of it (a DETR: zoo names, bundled models,
-    checkpoint files, Hugging Face DETR folders and Hub ids)."""
-    from ..weights.loading import load_model, locate_hf
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides):
+    """The one front door: whatever DETR Lens can open, opened, in eval mode.
 
-    if is_family_source(source):
-        return load_family_model(source, device)
-    if isinstance(source, str) and not Path(source).exists() and parse_hub_ref(source) is not None:
+    A DETR (`detr_core.DETR`) for official zoo names ("detr-r50", ...), the bundled models ("shapes"),
+    "untrained", checkpoint files and Hugging Face DETR folders or Hub ids; a `FamilyModel` for a folder or Hub
+    id whose config.json names a supported DETR-family model type (RT-DETR, Deformable DETR, D-FINE, ...).
+    Inspect either with `detr_core.inspect_image`. overrides: DETRConfig fields the weights cannot show (e.g.
+    dilation=True for a DC5 state dict) and min_size / max_size; DETR only (a family model's config says all).
+    """
+    from ..weights.loading import load_detr, locate_hf
+
+    family = is_family_source(source)
+    if not family and isinstance(source, str) and not Path(source).exists() and parse_hub_ref(source) is not None:
         files = locate_hf(source)  # None for zoo and bundled names; a Hub id is fetched into the cache here
-        if files is not None and is_family_source(files.config.parent):
-            return load_family_model(source, device)
-    return load_model(source, device)
+        family = files is not None and is_family_source(files.config.parent)
+    if not family:
+        return load_detr(source, device, **overrides)
+    if overrides:
+        raise ValueError(f"{sorted(overrides)}: overrides apply to DETR checkpoints only; the DETR-family model"
+                         f" {str(source)!r} takes its whole architecture from its config.json")
+    return load_family_model(source, device)
+
+
+open_any = load_model  # its earlier name, kept for scripts that use it
 
 
 def load_family_model(source: str | os.PathLike, device: str | torch.device = "cpu",

@@ -149,7 +149,12 @@ def inspect_image(model: torch.nn.Module, image: ImageSource, fast: bool = True)
     norms folded, channels-last; the same numbers up to float rounding, built on the first call and rebuilt
     whenever the model's weights change); `model` itself is never modified, nor switched to eval mode.
     fast=False: `model` itself runs, in eval mode (its mode is restored afterwards).
+    A DETR-family model (a `FamilyModel` from `load_model`) is inspected as `inspect_family` does.
     """
+    from ..family.loading import FamilyModel  # here: the family package builds on this module
+    if isinstance(model, FamilyModel):
+        from ..family.inspect import inspect_family
+        return inspect_family(model, image)
     runner = inference_twin(model) if fast else model
     pil = load_image(image)
     x = image_to_tensor(pil, model.preprocess)[None]  # [1, 3, h, w]

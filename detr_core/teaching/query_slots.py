@@ -98,7 +98,7 @@ def data_files(data: str | None, images: str | None) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from ..weights.loading import load_model  # here, so that importing this module never touches checkpoints
+    from ..weights.loading import load_detr as load_model  # here, so that importing this module never touches checkpoints
 
     parser = argparse.ArgumentParser(prog="python -m detr_core.teaching.query_slots", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model-zoo name, shapes, untrained or a checkpoint path")

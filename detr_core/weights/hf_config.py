@@ -53,9 +53,10 @@ def read_config(cfg: Mapping, where: str) -> HFArchitecture:
     """A parsed config.json -> HFArchitecture; ValueError naming the field for anything not representable."""
     model_type = cfg.get("model_type")
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"{where}: model_type {model_type!r} is not a DETR; DETR Lens opens model_type"
+        raise ValueError(f"{where}: model_type {model_type!r} is not a DETR; this reader opens model_type"
                          f" {sorted(MODEL_TYPES)} (DetrForObjectDetection, DetrForSegmentation,"
-                         " TableTransformerForObjectDetection)")
+                         " TableTransformerForObjectDetection), and detr_core.load_model also opens the DETR"
+                         " family (detr_core.FAMILY: RT-DETR, Deformable DETR, D-FINE, ...)")
     architecture = (cfg.get("architectures") or [_DEFAULT_ARCHITECTURE[model_type]])[0]
     if architecture not in DETECTION_ARCHITECTURES:
         raise ValueError(f"{where}: architectures {architecture!r} has no detection head; DETR Lens opens"

@@ -57,7 +57,8 @@ def hf_files(path: Path, location: str | None = None) -> HFFiles | None:
     if path.is_dir():
         if not (path / CONFIG).is_file():
             raise ValueError(f"folder {str(path)!r} has no {CONFIG}: expected a folder written by save_pretrained"
-                             f" ({CONFIG} + {' or '.join(WEIGHT_FILES)}) or a checkpoint file")
+                             f" ({CONFIG} + {' or '.join(WEIGHT_FILES)}) or a checkpoint file"
+                             + _checkpoints_found(path))
         return HFFiles(path / CONFIG, _weights_in(path), _optional(path / PREPROCESSOR), location)
     beside = path.parent / CONFIG
     if path.suffix == ".safetensors" and not beside.is_file():
@@ -66,6 +67,21 @@ def hf_files(path: Path, location: str | None = None) -> HFFiles | None:
     if path.suffix in (".safetensors", ".bin") and beside.is_file():
         return HFFiles(beside, path, _optional(path.parent / PREPROCESSOR), location)
     return None
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+
+
+def _checkpoints_found(folder: Path, shown: int = 5) -> str:
+    """'; it holds the checkpoint files a.pth, b.pth: open one of them, e.g. ...' for a folder of checkpoints
+    (a training run's output, say), else ''."""
+    found = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if not found:
+        return ""
+    first = next((n for n in ("best.pth", "last.pth") if n in found), found[0])
+    more = f" and {len(found) - shown} more" if len(found) > shown else ""
+    return (f"; it holds the checkpoint file{'s' if len(found) > 1 else ''} {', '.join(found[:shown])}{more}:"
+            f" open one of them, e.g. load_model({str(folder / first)!r})")
 
 
 def _optional(path: Path) -> Path | None:

@@ -1,5 +1,7 @@
-"""`load_model(source)`: official model-zoo names, the bundled `shapes` model, a checkpoint file, or a Hugging Face
-DETR (a save_pretrained folder, a .safetensors file with its config.json, or a Hub id)."""
+"""`load_detr(source)`: a DETR from official model-zoo names, the bundled `shapes` model, a checkpoint file, or a
+Hugging Face DETR (a save_pretrained folder, a .safetensors file with its config.json, or a Hub id).
+
+The front door is `detr_core.load_model` (detr_core/family/loading.py): it opens these and the DETR family."""
 from __future__ import annotations
 
 import argparse
@@ -26,8 +28,8 @@ _OFFICIAL_POSITION = {"sine": "sine", "v2": "sine", "learned": "learned", "v3": 
 _PREPROCESS_FIELDS = ("min_size", "max_size")
 
 
-def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> DETR:
-    """A DETR in eval mode with `class_names`, `preprocess` and `hf_origin` (None unless from Hugging Face).
+def load_detr(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> DETR:
+    """A DETR (never a family model: `detr_core.load_model` opens both) in eval mode with `class_names`, `preprocess` and `hf_origin` (None unless from Hugging Face).
 
     source: "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5" (official COCO weights, downloaded once),
     "shapes" (the bundled offline model), "untrained" (random weights, for demos without any weights),
