@@ -155,3 +155,14 @@ def test_an_installed_copy_finds_its_model_and_examples_from_any_folder(tmp_path
                                    "'shapes_wide.jpg']"), shown.stdout
     for script, entry in (("detr-lens", "webapp.cli"), ("detr-lens-figures", "viz.slides")):
         assert f"from {entry} import main" in (target / "bin" / script).read_text()
+
+
+def test_the_readme_lists_every_flag_of_the_app(capsys):
+    """The README's flag list had fallen behind the command line (--allow-hub-download, --auto-timeout)."""
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--help"])
+    flags = set(re.findall(r"(--[a-z][a-z0-9-]+)", capsys.readouterr().out)) - {"--help"}
+    readme = (REPO / "README.md").read_text()
+    listed = re.search(r"serves on 127\.0\.0\.1:7860 \(flags (.*?)\)", readme, re.S)
+    assert listed, "the README's app section no longer has its flag list"
+    assert flags and flags <= set(re.findall(r"--[a-z][a-z0-9-]+", listed.group(1))), sorted(flags)
