@@ -156,6 +156,16 @@ def test_teaching_views_answer_or_say_why_not(app, name):
     assert show(session, None, 0.7) == tuple(gr.skip() for _ in range(1 + 2 * teach_pipeline.STAGES))
 
 
+@pytest.mark.parametrize("name", ["deformable_detr", "rt_detr", "conditional_detr"])
+def test_the_layers_tab_says_sampling_points_for_a_deformable_decoder(app, name):
+    """A deformable decoder has no cross-attention: the tab's text names what its heatmaps are."""
+    text = teach_layers.refresh(_session(app, name)[0], None, 0.6, "inferno")[-1]
+    if name in DEFORMABLE:
+        assert "sampling points" in text and "cross-attention" not in text
+    else:
+        assert "cross-attention" in text and "sampling" not in text
+
+
 def test_the_model_menu_lists_well_known_family_models():
     menu = menu_choices("auto")
     for repo in ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50"):

@@ -20,7 +20,7 @@ from webapp.sampling_controls import ALL_LEVELS, POINTS
 from webapp.session import MAX_SIDE, VIEW_MIN_SIDE, Session
 from webapp.store import InspectionStore
 
-HEADS = head_choices(4)  # the tiny model has 4 heads and 2+2 layers
+HEADS = [value for _, value in head_choices(4)]  # the tiny model has 4 heads and 2+2 layers
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +192,17 @@ def test_decoder_gallery_shows_only_detections_unless_asked(session):
     assert decoder_tab.render_gallery(session, 1.0, False, 2, "mean", 0.6, "inferno") == []
 
 
+def test_the_line_above_the_gallery_says_what_it_shows_and_what_to_do_when_it_is_empty(session):
+    ins = session.inspection
+    assert decoder_tab.gallery_line(session, 1.0, False) == (
+        '**No query scores above the threshold 1.00**: lower the confidence threshold (left) or tick "Show all'
+        ' queries".')
+    shown = len(ins.detections(0.2))
+    assert shown > 1 and decoder_tab.gallery_line(session, 0.2, False).startswith(f"**{shown} queries score above"
+                                                                                  " 0.20**: choose one")
+    assert decoder_tab.gallery_line(session, 1.0, True).startswith(f"**All {ins.num_queries} queries**")
+
+
 def test_choosing_a_tile_shows_that_query(session):
     cards_order = [int(c.split(":")[0].split()[-1])
                    for _, c in decoder_tab.render_gallery(session, 0.0, True, 2, "max", 0.6, "inferno")]
@@ -215,7 +226,7 @@ def test_decoder_export_and_refresh(session, head):
     assert decoder_tab.export_decoder(session, 0.0, True, 1, 2, head, "inferno").endswith(".png")
     layer, heads, gallery, query, view, info, row, _, levels = decoder_tab.refresh(session, 0.7, False, 6, "head 7",
                                                                                     0.6, "inferno")
-    assert row.visible is False and levels.choices == [(ALL_LEVELS, ALL_LEVELS)]  # DETR: one dense map per query
+    assert row.visible is False and levels.choices == [("all levels", ALL_LEVELS)]  # DETR: one dense map per query
     assert layer.maximum == 2 and layer.value == 2 and heads.value == MEAN  # this model has no head 7
     assert query == viz_best_query(session) and view.size == session.view_base().size
     with pytest.raises(gr.Error, match="no query to export"):

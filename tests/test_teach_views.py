@@ -1,6 +1,8 @@
 """Teaching views: drawing functions, the app tabs' handlers (tiny model), and the slide-figure CLI."""
 from __future__ import annotations
 
+import types
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -45,6 +47,25 @@ def test_query_bars_stack_each_querys_probabilities(session):
         assert light == pytest.approx(ins.probabilities[q, -1] * plot_h, abs=2)
 
 
+@pytest.mark.parametrize("queries, labels", [(3, [0, 1, 2]), (12, list(range(12))), (100, list(range(0, 100, 5)))])
+def test_the_query_chart_keeps_its_text_inside_and_its_query_numbers_apart(queries, labels):
+    """Its legend (it once ran past the right edge of a chart of 12 queries) ends before the image's right edge,
+    and the query numbers under the columns are separate words (runs of dark pixels more than 6 px apart: the
+    digits of one number are closer, the numbers at least 8 px apart), one per labelled query: every one of a few,
+    every 5th of DETR's 100 at 9 px a column."""
+    probabilities = np.random.default_rng(queries).dirichlet(np.ones(6), queries).astype(np.float32)  # [Q, C+1]
+    ins = types.SimpleNamespace(num_queries=queries, probabilities=probabilities)
+    height = 220
+    chart = np.asarray(viz.all_queries.query_bars(ins, 0.5, height, None if queries < 100 else 9)).astype(int)
+    dark = chart.sum(-1) < 200  # [H, W]: text and ticks are black
+    assert not dark[:, -4:].any() and not dark[-3:].any()  # nothing touches the right or the bottom edge
+    assert dark[height + 2:].any()  # the legend is there, below the plot
+    numbers = dark[height - 34 + 12: height - 34 + 26]  # the row of query numbers under the ticks
+    columns = np.flatnonzero(numbers.any(0))
+    words = 1 + np.count_nonzero(np.diff(columns) > 6)
+    assert words == len(labels)
+
+
 def test_all_queries_image_keeps_size_and_draws_every_box(session):
     ins = session.inspection
     out = viz.all_queries.all_queries_image(ins, 0.5)
@@ -64,6 +85,25 @@ def test_layer_predictions_end_with_the_final_prediction(session):
     np.testing.assert_allclose(box, best.box, atol=1e-3)
     with pytest.raises(ValueError, match="query=99"):
         viz.layers.layer_predictions(ins, 99)
+
+
+def test_a_figure_that_cannot_be_drawn_is_one_line_with_status_1_and_no_usage_block(tmp_path, capsys):
+    """A well-formed command whose figure cannot be made (no detection above the threshold) says so in one line
+    and exits with 1; argparse's usage block stays for usage errors (status 2)."""
+    checkpoint = tmp_path / "tiny.pth"
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        detr_core.save_model(detr_core.untrained_model(tiny=True), checkpoint)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(image)
+    with pytest.raises(SystemExit) as stop:
+        viz.slides.main([str(image), "--model", str(checkpoint), "--out", str(tmp_path / "f.png"), "--figure",
+                         "decoder", "--threshold", "1.0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "usage:" not in err and err.count("\n") == 1, err
+    assert err == ("python -m viz.figures: error: no detection scores above threshold=1.0; lower --threshold\n")
+    with pytest.raises(SystemExit) as stop:
+        viz.slides.main([str(image), "--out", str(tmp_path / "f.png")])  # no --model: a usage error
+    assert stop.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
 def test_size_colours_follow_the_papers_legend():

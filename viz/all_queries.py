@@ -55,15 +55,34 @@ def _stack(probs: np.ndarray) -> list[tuple[float, tuple[int, int, int]]]:
             (float(probs[-1]), NO_OBJECT)]
 
 
-def query_bars(ins: Inspection, threshold: float, height: int = 220, column: int = 9) -> Image.Image:
+LEGEND = ("columns: queries {first} to {last}, numbered below",
+          "bottom: best class, dark: other classes, light: no object",
+          "red dashes: threshold; black ticks: detected")
+TICK_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+
+
+def tick_step(num_queries: int, column: int, label_width) -> int:
+    """The smallest step between numbered queries whose labels (`label_width(text)` pixels wide) leave at least
+    8 px between neighbours: every query for a few, every 5th for DETR's 100 at 9 px a column."""
+    widest = label_width(str(num_queries - 1))
+    return next((s for s in TICK_STEPS if s * column >= widest + 8), TICK_STEPS[-1])
+
+
+def query_bars(ins: Inspection, threshold: float, height: int = 220, column: int | None = None) -> Image.Image:
     """A column per query (in query order): best class (its colour), other classes (dark), no object (light).
-    A dashed line marks the threshold; detected queries get a tick below their column."""
+    A dashed line marks the threshold; detected queries get a tick below their column; query numbers under the
+    ticks (as many as fit apart) and a legend below, inside the image whatever the query count.
+    `height`: the plot's rows (the legend adds its own); `column`: pixels per query (default: 9 to 24, wider for
+    fewer queries)."""
     q = ins.num_queries
+    column = column or max(9, min(24, 480 // q))
     left, bottom, top = 34, 34, 10
-    chart = Image.new("RGB", (left + q * column + 10, height), (255, 255, 255))
+    small = font(11)
+    legend = [line.format(first=0, last=q - 1) for line in LEGEND]
+    width = left + max(q * column, *(int(small.getlength(line)) for line in legend)) + 10
+    chart = Image.new("RGB", (width, height + 16 * len(legend) + 4), (255, 255, 255))
     draw = ImageDraw.Draw(chart)
     plot_h = height - bottom - top
-    small = font(11)
     for i, probs in enumerate(ins.probabilities):  # probs [C+1]
         x0, y = left + i * column, height - bottom
         for share, colour in _stack(probs):
@@ -78,9 +97,18 @@ def query_bars(ins: Inspection, threshold: float, height: int = 220, column: int
         draw.line((x, y_thr, x + 4, y_thr), fill=(220, 0, 0), width=1)
     draw.text((2, top - 4), "1.0", fill=(0, 0, 0), font=small)
     draw.text((2, height - bottom - 8), "0.0", fill=(0, 0, 0), font=small)
-    draw.text((left, height - 20), f"query 0 ... {q - 1}   (bottom: best class, dark: other classes,"
-              " light: no object; red dashes: threshold; ticks: detected)", fill=(0, 0, 0), font=small)
+    _query_numbers(draw, q, left, column, height - bottom + 12, small)
+    for i, line in enumerate(legend):
+        draw.text((left, height + 2 + 16 * i), line, fill=(0, 0, 0), font=small)
     return chart
+
+
+def _query_numbers(draw: ImageDraw.ImageDraw, q: int, left: int, column: int, y: int, text_font) -> None:
+    """The numbers of every tick_step-th query, each centred under its column."""
+    for i in range(0, q, tick_step(q, column, text_font.getlength)):
+        label = str(i)
+        x = left + i * column + (column - 2) / 2 - text_font.getlength(label) / 2
+        draw.text((x, y), label, fill=(0, 0, 0), font=text_font)
 
 
 def describe_queries(ins: Inspection, threshold: float, duplicates: list) -> str:

@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             figures["sampling"] = sampling_detections_figure(ins, args.threshold, layer, head, args.cmap, args.count,
                                                              args.title)
         paths = save_figures(figures, args.out, args.dpi)
-    except (ValueError, RuntimeError, IndexError) as err:
-        parser.error(str(err))
+    except (ValueError, RuntimeError, IndexError) as err:  # the arguments parsed: no usage block, one line
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -101,6 +101,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     from .page import build_demo  # gradio and every view: only once the command line is known to be good
+    from .page_css import PAGE_CSS
 
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision)
@@ -115,7 +116,7 @@ def main(argv=None) -> None:
         # at once). The thread pool is widened so that such waits cannot use it up.
         demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-            footer_links=["api"], max_threads=VIEW_THREADS)
+            footer_links=["api"], max_threads=VIEW_THREADS, css=PAGE_CSS)
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
         os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit

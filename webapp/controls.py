@@ -1,4 +1,4 @@
-"""Selector values as the page shows them, parsed into what detr_core and viz take; user-facing errors."""
+"""Selector values parsed into what detr_core and viz take, controls fitted to a model's ranges; user errors."""
 from __future__ import annotations
 
 import functools
@@ -9,42 +9,71 @@ import gradio as gr
 from detr_core.family import capabilities
 
 from .session import Session
+from .stable_choices import canonical, former_labels, pairs
 
-# Head selector values are what the page shows, so a script (gradio_client) passes exactly the label it sees.
-MEAN, MAX, GRID = "mean over heads", "max over heads", "all heads (grid)"
-LOOKS_FROM = "where this location looks"
-LOOKED_AT = "which locations look here"
+# Stable selector values, separate from the labels the page shows (see stable_choices.py); the head selector's older
+# spellings ("mean over heads", "head 3") are still accepted.
+MEAN, MAX, GRID = "mean", "max", "grid"
+HEAD_LABELS = {MEAN: "mean over heads", MAX: "max over heads", GRID: "all heads (grid)"}
+LOOKS_FROM, LOOKED_AT = "where this location looks", "which locations look here"  # values since the first version
+DIRECTION_LABELS = {LOOKS_FROM: "where this location looks", LOOKED_AT: "which locations look here"}
 DIRECTIONS = (LOOKS_FROM, LOOKED_AT)
+DIRECTION_CHOICES = pairs(DIRECTION_LABELS)
 NO_IMAGE = "Upload an image first (or pick one of the examples)."
 
 
-def head_choices(heads: int) -> list[str]:
-    """Dropdown choices: mean, max, each head (1-based), grid of all heads."""
-    return [MEAN, MAX, *(f"head {h}" for h in range(1, heads + 1)), GRID]
+def head_choices(heads: int) -> list[tuple[str, str]]:
+    """Dropdown (label, value) pairs: mean, max, each head (1-based: "head 3" -> "3"), grid of all heads."""
+    return [(HEAD_LABELS[MEAN], MEAN), (HEAD_LABELS[MAX], MAX), *((f"head {h}", str(h)) for h in range(1, heads + 1)),
+            (HEAD_LABELS[GRID], GRID)]
+
+
+def head_value(value: str | int | None) -> str | None:
+    """Any accepted spelling of a head choice -> its stable value: "mean over heads" -> "mean", "head 3", 3 -> "3".
+    Text that is none of them comes back unchanged (parse_head names it)."""
+    if value is None:
+        return None
+    value = canonical(str(value), former_labels(HEAD_LABELS))
+    head = value.removeprefix("head ").strip()
+    return head if head.isdigit() else value
 
 
 def parse_head(value: str | int | None, heads: int):
-    """A head choice -> None (mean), "max", GRID or a 0-based index (what Inspection takes).
-
-    Also takes the short forms "mean", "max", "grid" and a bare head number "3".
-    """
-    if value in (None, "", MEAN, "mean"):
+    """A head choice (any accepted spelling) -> None (mean), "max", GRID or a 0-based index (what Inspection
+    takes)."""
+    head = head_value(value)
+    if head in (None, "", MEAN):
         return None
-    if value in (MAX, "max"):
-        return "max"
-    if value in (GRID, "grid"):
-        return GRID
-    text = str(value).removeprefix("head ").strip()
-    if not text.isdigit():
-        raise ValueError(f"head={value!r}: choose {MEAN!r}, {MAX!r}, {GRID!r} or 'head 1'..'head {heads}'")
-    if not 1 <= int(text) <= heads:
+    if head in (MAX, GRID):
+        return head
+    if not head.isdigit():
+        raise ValueError(f"head={value!r}: choose {MEAN!r}, {MAX!r}, {GRID!r} or a head number '1'..'{heads}'")
+    if not 1 <= int(head) <= heads:
         raise ValueError(f"head={value!r}: this model has heads 1..{heads}")
-    return int(text) - 1
+    return int(head) - 1
 
 
 def fitted_head(value, heads: int) -> str:
     """The head choice kept after a new analysis: the same one if this model has it, else the mean."""
-    return value if value in head_choices(heads) else MEAN
+    head = head_value(value)
+    return head if head in {v for _, v in head_choices(heads)} else MEAN
+
+
+def fitted_layer(value, count: int) -> int:
+    """The 1-based layer kept after a new analysis: the same one if this model has it, else its last."""
+    return min(int(value or count), count)
+
+
+def range_slider(count: int, value, label: str) -> gr.Slider:
+    """The update of a 1..`count` slider (a model's layers) at fitted_layer(value, count).
+
+    Gradio refuses a slider whose minimum is not below its maximum, and a model may have one layer (RT-DETR's
+    and D-FINE's encoders have one by default): that slider stays at 1 but cannot be moved, its range 0..1 (a 0
+    from a script is refused by layer_index, naming the one layer) and its label saying why."""
+    if count == 1:
+        return gr.Slider(minimum=0, maximum=1, value=1, step=1, interactive=False,
+                         label=f"{label} (this model has only one)")
+    return gr.Slider(minimum=1, maximum=count, value=fitted_layer(value, count), step=1, interactive=True, label=label)
 
 
 def layer_index(layer: float | int | None, layers: int) -> int:
@@ -56,12 +85,15 @@ def layer_index(layer: float | int | None, layers: int) -> int:
     return int(layer) - 1
 
 
-def incoming(direction: str | None) -> bool:
-    if direction in (None, LOOKS_FROM):
-        return False
-    if direction == LOOKED_AT:
-        return True
+def direction_value(direction: str | None) -> str:
+    """A direction choice -> itself (None: where the location looks); ValueError naming the choices."""
+    if direction in (None, LOOKS_FROM, LOOKED_AT):
+        return direction or LOOKS_FROM
     raise ValueError(f"direction={direction!r}: choose {LOOKS_FROM!r} or {LOOKED_AT!r}")
+
+
+def incoming(direction: str | None) -> bool:
+    return direction_value(direction) == LOOKED_AT
 
 
 def require(session: Session | None) -> Session:

@@ -11,13 +11,14 @@ import viz
 from detr_core.family import capabilities
 
 from .context import AppContext, Step
-from .controls import (GRID, MEAN, fitted_head, head_choices, layer_index, parse_head, require, skip_before_image,
-                       user_errors)
+from .controls import (GRID, MEAN, fitted_head, fitted_layer, head_choices, layer_index, parse_head, range_slider,
+                       require, skip_before_image, user_errors)
 from .sampling_controls import ALL_LEVELS, POINTS, fitted, fitted_level, parse_level, points_shown, selectors
 from .export import write_png
 from .session import Session
 
 TILE_SIDE = 200  # gallery thumbnails (shown ~150 px wide): even 100 of them must draw fast
+LAYER_LABEL = "Decoder layer"
 FIGURE_QUERIES = 6  # the export figure shows at most this many queries, like the paper's
 
 
@@ -47,6 +48,21 @@ def render_gallery(session: Session | None, threshold: float, show_all: bool, la
     base = session.thumbnail(TILE_SIDE)
     return [(_tile(session, card, layer, head, level, points, alpha, cmap, base, False), card.caption(show_all))
             for card in viz.query_cards(ins, threshold, show_all)]
+
+
+@user_errors
+def gallery_line(session: Session | None, threshold: float, show_all: bool) -> str:
+    """The line above the gallery: what it shows, and what to do when nothing scores above the threshold (an
+    empty gallery alone says nothing)."""
+    ins = require(session).inspection
+    if show_all:
+        return f"**All {ins.num_queries} queries**, most confident first: choose one to enlarge it."
+    shown = len(viz.query_cards(ins, threshold))
+    if shown == 0:
+        return (f"**No query scores above the threshold {threshold:.2f}**: lower the confidence threshold (left) or"
+                " tick \"Show all queries\".")
+    return f"**{shown} {'query scores' if shown == 1 else 'queries score'} above {threshold:.2f}**: choose one to" \
+           " enlarge it."
 
 
 @user_errors
@@ -106,12 +122,11 @@ def refresh(session: Session | None, threshold: float, show_all: bool, layer, he
     """After a new analysis: selectors fitted to the model, gallery, and the best query shown large."""
     caps = require(session).capabilities
     layers, heads = caps.decoder_layers, caps.heads
-    layer = min(int(layer or layers), layers)
-    head = fitted_head(head, heads)
+    layer, head = fitted_layer(layer, layers), fitted_head(head, heads)
     row, display_update, level_update = fitted(session, display, level)
     level = fitted_level(session, level)  # an update object has no readable value inside a request
     query = viz.query_cards(session.inspection, 0.0, show_all=True)[0].query
-    return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head),
+    return (range_slider(layers, layer, LAYER_LABEL), gr.Dropdown(choices=head_choices(heads), value=head),
             render_gallery(session, threshold, show_all, layer, head, alpha, cmap, display, level), query,
             *render_query(session, query, layer, head, alpha, cmap, display, level), row, display_update,
             level_update)
@@ -139,12 +154,16 @@ def export_decoder(session: Session | None, threshold: float, show_all: bool, qu
 def build(ctx: AppContext) -> None:
     with ctx.view("Decoder", "decoder", "where each object query looks"):
         with gr.Row():
-            layer = gr.Slider(1, 6, value=6, step=1, label="Decoder layer", elem_id="decoder-layer")
-            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head")
+            layer = gr.Slider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="decoder-layer")
+            # custom values: see the encoder tab's head selector
+            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head",
+                               allow_custom_value=True)
             show_all = gr.Checkbox(False, label="Show all queries (with no-object probability)",
                                    elem_id="show-all-queries")
         family_row, display, level = selectors("decoder")
-        gallery = gr.Gallery(label="Queries: choose one to enlarge it", columns=4, height=420, format="jpeg",
+        # the line above says what the gallery shows (the label badge would sit over its first row)
+        line = gr.Markdown(elem_id="query-gallery-line")
+        gallery = gr.Gallery(label="Queries", show_label=False, columns=4, height=420, format="jpeg",
                              allow_preview=False, object_fit="contain", elem_id="query-gallery")
         with gr.Row():
             query = gr.Number(label="Query", precision=0, minimum=0, elem_id="query-number", scale=1)
@@ -161,6 +180,8 @@ def build(ctx: AppContext) -> None:
     ctx.redraw([ctx.threshold.input, show_all.input, layer.input, head.input, ctx.alpha.input, ctx.cmap.input,
                 display.input, level.input],
                skip_before_image(render_gallery, 1), gallery_in, [gallery], api_name="query_gallery")
+    ctx.redraw([ctx.threshold.input, show_all.input], skip_before_image(gallery_line, 1), gallery_in[:3], [line],
+               api_name="query_gallery_line")
     ctx.redraw([query.submit, layer.input, head.input, ctx.alpha.input, ctx.cmap.input, display.input, level.input],
                skip_before_image(render_query, 2), query_in, [view, info], api_name="query_view")
     gallery.select(select_tile, gallery_in, [query, view, info], api_name="select_query")
@@ -168,3 +189,4 @@ def build(ctx: AppContext) -> None:
                  api_name="export_decoder")
     ctx.after_analysis.append(Step(refresh, gallery_in, [layer, head, gallery, query, view, info, family_row,
                                                          display, level]))
+    ctx.after_analysis.append(Step(gallery_line, gallery_in[:3], [line]))

@@ -11,11 +11,14 @@ import viz
 from detr_core.family.capabilities import ENCODER, ENCODER_INCOMING
 
 from .context import AppContext, Step
-from .controls import (DIRECTIONS, GRID, LOOKS_FROM, MEAN, fitted_head, head_choices, incoming, layer_index,
-                       not_for_model, parse_head, require, skip_before_image, user_errors)
+from .controls import (DIRECTION_CHOICES, DIRECTION_LABELS, GRID, LOOKS_FROM, MEAN, direction_value,
+                       fitted_head, fitted_layer, head_choices, incoming, layer_index, not_for_model, parse_head,
+                       range_slider, require, skip_before_image, user_errors)
 from .export import write_png
 from .sampling_controls import ALL_LEVELS, HEATMAP, POINTS, fitted, fitted_level, parse_level, selectors
 from .session import Session
+
+LAYER_LABEL = "Encoder layer"
 
 
 def _point(session: Session, x, y) -> tuple[float, float]:
@@ -43,7 +46,8 @@ def render_encoder(session: Session | None, x, y, layer, head, direction: str, a
         image = viz.encoder_head_grid(ins, x, y, layer, into, alpha, cmap)
     else:
         image = viz.encoder_image(ins, x, y, layer, head, into, alpha, cmap, base=session.view_base())
-    return image, f"{viz.describe_point(ins, x, y)}, encoder layer {layer + 1}: {direction or LOOKS_FROM}."
+    return image, (f"{viz.describe_point(ins, x, y)}, encoder layer {layer + 1}: "
+                   f"{DIRECTION_LABELS[direction_value(direction)]}.")
 
 
 def _encoder_points(session: Session, x: float, y: float, layer: int, head, level: int | None):
@@ -82,12 +86,11 @@ def refresh(session: Session | None, layer, head, direction: str, alpha: float, 
     """After a new analysis: selectors fitted to the model, the point reset to the image centre."""
     caps = require(session).capabilities
     layers, heads = caps.encoder_layers, caps.encoder_heads
-    layer = min(int(layer or layers), layers)
-    head = fitted_head(head, heads)
+    layer, head = fitted_layer(layer, layers), fitted_head(head, heads)
     h, w = session.inspection.image_size
     x, y = w // 2, h // 2
     row, display_update, level_update = fitted(session, display, level, caps.has_deformable_encoder)
-    return (gr.Slider(maximum=layers, value=layer), gr.Dropdown(choices=head_choices(heads), value=head), x, y,
+    return (range_slider(layers, layer, LAYER_LABEL), gr.Dropdown(choices=head_choices(heads), value=head), x, y,
             *render_encoder(session, x, y, layer, head, direction, alpha, cmap, display,
                             fitted_level(session, level)),
             row, display_update, level_update)
@@ -107,9 +110,13 @@ def build(ctx: AppContext) -> None:
         gr.Markdown("Click anywhere on the input image (left) to see the encoder self-attention of the"
                     " feature cell under that point.")
         with gr.Row():
-            layer = gr.Slider(1, 6, value=6, step=1, label="Encoder layer", elem_id="encoder-layer")
-            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="encoder-head")
-            direction = gr.Radio(list(DIRECTIONS), value=LOOKS_FROM, label="Direction", elem_id="encoder-direction")
+            layer = gr.Slider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="encoder-layer")
+            # custom values: a script may name a head before the page has fitted the choices to its model, or an
+            # older spelling of one; parse_head checks it against the model's heads
+            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="encoder-head",
+                               allow_custom_value=True)
+            direction = gr.Radio(DIRECTION_CHOICES, value=LOOKS_FROM, label="Direction",
+                                       elem_id="encoder-direction")
         family_row, display, level = selectors("encoder")
         with gr.Row():
             x = gr.Number(label="x (pixels)", precision=0, minimum=0, elem_id="point-x")

@@ -1,5 +1,6 @@
 """The selectors deformable DETR-family models add to the attention views: sampling points or their heatmap,
-and which feature level. Values are the labels the page shows, so a script passes exactly what it sees."""
+and which feature level. Stable values with labels beside them (stable_choices.py): the display keeps its values,
+the level's are "all", "1".."L" (its labels, the values before, are still accepted)."""
 from __future__ import annotations
 
 import gradio as gr
@@ -7,10 +8,12 @@ import gradio as gr
 import viz
 
 from .session import Session
+from .stable_choices import canonical, pairs
 
-POINTS, HEATMAP = "sampling points", "heatmap (splatted weights)"
+POINTS, HEATMAP = "sampling points", "heatmap (splatted weights)"  # values since the first version
+DISPLAY_LABELS = {POINTS: "sampling points", HEATMAP: "heatmap (splatted weights)"}
 DISPLAYS = (POINTS, HEATMAP)
-ALL_LEVELS = "all levels"
+ALL_LEVELS, ALL_LEVELS_LABEL = "all", "all levels"
 
 
 def points_shown(session: Session, display: str | None) -> bool:
@@ -20,26 +23,37 @@ def points_shown(session: Session, display: str | None) -> bool:
     return session.capabilities.is_deformable and display in (None, POINTS)
 
 
-def level_choices(session: Session) -> list[str]:
-    """"all levels" then one label per feature level, finest first ("level 1 (stride 8)", ...)."""
-    if not session.capabilities.is_deformable:
-        return [ALL_LEVELS]
-    return [ALL_LEVELS, *viz.level_names(session.inspection)]
+def level_choices(session: Session) -> list[tuple[str, str]]:
+    """(label, value) pairs: ("all levels", "all") then one per feature level, finest first: ("level 1 (stride 8)",
+    "1"), ..."""
+    names = viz.level_names(session.inspection) if session.capabilities.is_deformable else []
+    return [(ALL_LEVELS_LABEL, ALL_LEVELS), *((name, str(i + 1)) for i, name in enumerate(names))]
 
 
-def parse_level(session: Session, value: str | None) -> int | None:
+def level_value(session: Session, value) -> str | None:
+    """Any accepted spelling of a level choice -> its stable value: "all levels" -> "all", "level 2 (stride 16)"
+    and 2 -> "2". Anything else comes back unchanged (parse_level names it)."""
+    if isinstance(value, int):
+        return str(value)
+    return canonical(value, {label: v for label, v in level_choices(session)})
+
+
+def parse_level(session: Session, value: str | int | None) -> int | None:
     """A level choice -> None (every level) or a 0-based level index; ValueError naming the choices."""
-    if value in (None, "", ALL_LEVELS):
+    level = level_value(session, value)
+    if level in (None, "", ALL_LEVELS):
         return None
-    names = level_choices(session)[1:]
-    if value not in names:
-        raise ValueError(f"level={value!r}: this model's levels are {', '.join([ALL_LEVELS, *names])}")
-    return names.index(value)
+    values = [v for _, v in level_choices(session)[1:]]
+    if level not in values:
+        choices = ", ".join(f"{v!r} ({label})" for label, v in level_choices(session))
+        raise ValueError(f"level={value!r}: this model's levels are {choices}")
+    return values.index(level)
 
 
-def fitted_level(session: Session, level: str | None) -> str:
+def fitted_level(session: Session, level) -> str:
     """The level choice kept after a new analysis: the same one if this model has it, else every level."""
-    return level if level in level_choices(session) else ALL_LEVELS
+    level = level_value(session, level)
+    return level if level in {v for _, v in level_choices(session)} else ALL_LEVELS
 
 
 def fitted(session: Session, display: str | None, level: str | None,
@@ -54,9 +68,9 @@ def fitted(session: Session, display: str | None, level: str | None,
 def selectors(prefix: str) -> tuple[gr.Row, gr.Radio, gr.Dropdown]:
     """The row of the two selectors (hidden until a deformable model's result is shown)."""
     with gr.Row(visible=False) as row:
-        display = gr.Radio(list(DISPLAYS), value=POINTS, label="Show", elem_id=f"{prefix}-display")
+        display = gr.Radio(pairs(DISPLAY_LABELS), value=POINTS, label="Show", elem_id=f"{prefix}-display")
         # custom values allowed: a script names a level before the page has fitted the choices to the model;
         # parse_level checks it against the model's levels
-        level = gr.Dropdown([ALL_LEVELS], value=ALL_LEVELS, label="Feature level", elem_id=f"{prefix}-level",
-                            allow_custom_value=True)
+        level = gr.Dropdown([(ALL_LEVELS_LABEL, ALL_LEVELS)], value=ALL_LEVELS, label="Feature level",
+                            elem_id=f"{prefix}-level", allow_custom_value=True)
     return row, display, level

@@ -8,7 +8,7 @@ from detr_core.teaching.ablation import KINDS, HeadAblation, compare, inspect_ab
 from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .context import AppContext, Step
-from .controls import require, skip_before_image, user_errors
+from .controls import range_slider, require, skip_before_image, user_errors
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
@@ -19,6 +19,7 @@ WHY_NOT = "ablation switches off heads inside DETR's own attention modules"
 EXPLANATION = ("Each attention layer has several heads that look at different things. Switch some off (their "
                "contribution is zeroed for one forward pass; the loaded model is not changed) and compare the "
                "detections: some heads matter a lot, many barely at all.")
+LAYER_LABEL = "Layer"
 KIND_CHOICES = [(viz.ablation.KIND_NAMES[k], k) for k in KINDS]
 
 
@@ -52,7 +53,7 @@ def refresh(session: Session | None, kind: str, layer):
     """After a new analysis: layer and head choices fitted to the model."""
     ins = require(session).inspection
     layers, heads = _layers(ins, kind or "cross"), ins.decoder_cross_attention.shape[1]
-    return (gr.Slider(maximum=layers, value=min(int(layer or layers), layers)),
+    return (range_slider(layers, layer, LAYER_LABEL),
             gr.CheckboxGroup(choices=[str(h) for h in range(1, heads + 1)], value=[]))
 
 
@@ -63,7 +64,7 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(EXPLANATION)
         with gr.Row():
             kind = gr.Radio(KIND_CHOICES, value="cross", label="Attention", elem_id="ablation-kind")
-            layer = gr.Slider(1, 6, value=6, step=1, label="Layer", elem_id="ablation-layer")
+            layer = gr.Slider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="ablation-layer")
         heads = gr.CheckboxGroup([str(h) for h in range(1, 9)], label="Heads to switch off", elem_id="ablation-heads")
         button = gr.Button("Run with these heads off", variant="primary", elem_id="ablation-run")
         summary = gr.Markdown(elem_id="ablation-summary")

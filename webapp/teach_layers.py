@@ -12,8 +12,16 @@ from .teach_common import chosen_query, query_choices, query_dropdown_update
 
 EXPLANATION = ("The class and box heads are shared by every decoder layer, so each layer's output can already be "
                "read as a prediction. Follow one query: early layers give a rough box and an unsure class; later "
-               "layers refine both as the query attends to the image (heatmap: that layer's cross-attention, mean "
-               "over heads) and to the other queries.")
+               "layers refine both as the query {looks} and attends to the other queries.")
+LOOKS = {False: "attends to the image (heatmap: that layer's cross-attention, mean over heads)",
+         True: "samples the image (heatmap: that layer's sampling points, their weights splatted onto the image, "
+               "mean over heads)"}
+
+
+def explanation(session: Session | None) -> str:
+    """The tab's text for the session's model: cross-attention, or sampling points for a deformable decoder."""
+    deformable = session is not None and session.capabilities.is_deformable
+    return EXPLANATION.format(looks=LOOKS[deformable])
 
 
 @user_errors
@@ -27,21 +35,22 @@ def render_layers(session: Session | None, query, alpha: float, cmap: str):
 
 @user_errors
 def refresh(session: Session | None, query, alpha: float, cmap: str):
-    """After a new analysis: the query list refitted, the most confident query shown."""
+    """After a new analysis: the query list refitted, the most confident query shown, the text fitted to the
+    model."""
     ins = require(session).inspection
     q = query_choices(ins, 1)[0][1]
-    return (query_dropdown_update(ins, q), *render_layers(session, q, alpha, cmap))
+    return (query_dropdown_update(ins, q), *render_layers(session, q, alpha, cmap), explanation(session))
 
 
 def build(ctx: AppContext) -> None:
     with ctx.view("Layers", "teach-layers", "one query refined by each decoder layer"):
-        gr.Markdown(EXPLANATION)
+        text = gr.Markdown(explanation(None), elem_id="layers-explanation")
         query = gr.Dropdown([], label="Query (most confident first)", elem_id="layers-query")
-        strip = gr.Image(label="Each decoder layer: its box and its cross-attention", interactive=False,
+        strip = gr.Image(label="Each decoder layer: its box and where it looks", interactive=False,
                          format="jpeg", elem_id="layers-strip", show_label=False)
         table = gr.Dataframe(headers=viz.layers.LAYER_HEADERS, label="Prediction after each layer",
                              interactive=False, elem_id="layers-table")
     inputs = [ctx.session, query, *ctx.display]
     ctx.redraw([query.input, ctx.alpha.input, ctx.cmap.input], skip_before_image(render_layers, 2), inputs,
                [strip, table], api_name="teach_layers")
-    ctx.after_analysis.append(Step(refresh, inputs, [query, strip, table]))
+    ctx.after_analysis.append(Step(refresh, inputs, [query, strip, table, text]))

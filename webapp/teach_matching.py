@@ -108,8 +108,11 @@ def build(ctx: AppContext) -> None:
         gr.Markdown("**Costs**: targets x queries, the optimal assignment circled")
         costs = gr.Image(label="Costs: targets x queries, optimal assignment circled", show_label=False,
                          interactive=False, format="png", elem_id="matching-costs")
+        # wrapped, and a third of the width for the prediction ("circle 0.93 / no object 0.05"): with Gradio's
+        # even columns the last one was cut off at the right edge of the tab
         table = gr.Dataframe(headers=viz.matching.MATCH_HEADERS, label="Every query's training target",
-                             interactive=False, elem_id="matching-table")
+                             interactive=False, elem_id="matching-table", wrap=True,
+                             column_widths=["8%", "17%", "10%", "10%", "11%", "10%", "34%"])
     data.submit(list_images_handler(ctx.data_roots), data, name, api_name="teach_matching_images")
     gr.on([button.click, name.input, w_class.submit, w_bbox.submit, w_giou.submit],
           match_handler(models, ctx.data_roots), [ctx.session, data, name, w_class, w_bbox, w_giou],

@@ -33,8 +33,9 @@ def build(ctx: AppContext) -> None:
         summary = gr.Markdown(elem_id="queries-summary")
         image = gr.Image(label="Every query's box (opacity: 1 - P(no object))", interactive=False, format="jpeg",
                          elem_id="queries-boxes")
-        bars = gr.Image(label="Per query: best class, other classes, no object", interactive=False, format="png",
-                        elem_id="queries-bars")
+        # no label badge: it would sit over the chart's "1.0" (the chart's own legend says what it shows)
+        bars = gr.Image(label="Per query: best class, other classes, no object", show_label=False,
+                        interactive=False, format="png", elem_id="queries-bars")
     inputs, outputs = [ctx.session, ctx.threshold], [image, bars, summary]
     ctx.redraw([ctx.threshold.input], skip_before_image(render_queries, len(outputs)), inputs, outputs,
                api_name="teach_queries")
