@@ -76,19 +76,16 @@ def test_every_refresh_goes_through_gradio_and_the_one_layer_view_answers(models
     session = _session(models_dir, name)
     demo = page.build_demo(MODELS, str(models_dir / SOURCES[name]), data_roots=(models_dir,))
     state = gradio_state.SessionState(demo)
-    done = set()
-    for fn in demo.fns.values():
-        label = getattr(fn.fn, "__name__", "")
-        if not label.startswith("refresh_") or label in done:  # each tab's step is chained after every kind of analysis
-            continue
-        done.add(label)
-        inputs = []
-        for i, block in enumerate(fn.inputs):
-            if block.stateful:  # a step's first input is the page's session; other states keep their defaults
-                state[block._id] = session if i == 0 else block.value
-            inputs.append(None if block.stateful else block.value)
-        asyncio.run(demo.process_api(fn, inputs, state))  # before the fix: "Slider minimum must be less than maximum"
-    assert {"refresh_encoder_tab", "refresh_decoder_tab", "refresh_teach_ablation"} <= done
+    [fn] = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == page.REFRESH_AFTER_ANALYSIS]
+    inputs = []
+    for i, block in enumerate(fn.inputs):
+        if block.stateful:  # the listener's first input is the page's session; other states keep their defaults
+            state[block._id] = session if i == 0 else block.value
+        inputs.append(None if block.stateful else block.value)
+    # every tab's step, processed by Gradio as a page's request is; before the fix: "Slider minimum must be less
+    # than maximum", raised where Gradio applies the slider updates
+    asyncio.run(demo.process_api(fn, inputs, state))
+    assert {"refresh_encoder_tab", "refresh_decoder_tab", "refresh_teach_ablation"} <= set(fn.fn.parts)
     views = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("encoder_map", "query_view")}
     h, w = session.inspection.image_size
     out = asyncio.run(demo.process_api(views["encoder_map"], [None, w // 2, h // 2, 1, MEAN, DIRECTIONS[0], 0.6,

@@ -28,6 +28,7 @@ from .store import InspectionStore
 log = logging.getLogger(__name__)
 INSPECT = (detections_tab, decoder_tab, encoder_tab)
 TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
+REFRESH_AFTER_ANALYSIS = "refresh_after_analysis"  # the one listener that redraws every view after an analysis
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
 INTRO = f"""# DETR Lens
 Upload an image (or pick an example), then explore what DETR computed in its single forward pass:
@@ -93,13 +94,18 @@ def _refresh_on_new_analysis(ctx: AppContext, generation: gr.State) -> None:
     between always_last listeners, see redraw.py.)"""
     view_outputs = [c for view in ctx.views for c in (view.hint, view.body)] + ctx.exports
     parts = [redraw.Redraw((), _views_for(ctx), (ctx.session,), tuple(view_outputs), "views")]
-    parts += [redraw.Redraw((), _refresh_or_clear(step), tuple(step.inputs), tuple(step.outputs), step.fn.__name__)
-              for step in ctx.after_analysis]
+    for step in ctx.after_analysis:
+        fn = _refresh_or_clear(step)
+        parts.append(redraw.Redraw((), fn, tuple(step.inputs), tuple(step.outputs), fn.__name__))
+        # each tab's step keeps its own endpoint for scripts (/refresh_encoder_tab, ...), bound to no trigger
+        gr.on([], fn, step.inputs, step.outputs, api_name=fn.__name__)
     inputs = redraw.unique([c for part in parts for c in part.inputs])
     outputs = [c for part in parts for c in part.outputs]
     assert len(redraw.unique(outputs)) == len(outputs), "two views refreshed after an analysis write one component"
-    generation.change(redraw.all_views(parts, inputs), inputs, outputs, trigger_mode="always_last",
-                      api_visibility="undocumented")
+    refresh = redraw.all_views(parts, inputs)
+    refresh.__name__ = REFRESH_AFTER_ANALYSIS
+    refresh.parts = tuple(part.api_name for part in parts)  # each tab's step, by name (refresh_encoder_tab, ...)
+    generation.change(refresh, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")
 
 
 def _input_column(menu: list[str], model_name: str):
