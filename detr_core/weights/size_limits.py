@@ -38,7 +38,8 @@ LIMITS = (
     _limit(r"(layers|depths|num_blocks)$", 256, "24 layers (ViT-L), 23 blocks (ResNet-101 stage 3)"),
     _limit(r"heads$", 256, "16 heads (ViT-L)"),
     _limit(r"(ffn_dim|intermediate_size|dim_feedforward)$", 65_536, "4,096 (ViT-L)"),
-    _limit(r"(^|_)(d_model|hidden_size|hidden_sizes|hidden_dim|channels|embedding_size|head_dim)$", 16_384,
+    _limit(r"(^|_)(d_model|hidden_dim)$", 4_096, "384 (RF-DETR's transformer)"),
+    _limit(r"(^|_)(hidden_size|hidden_sizes|channels|embedding_size|head_dim)$", 16_384,
            "2,048 channels (ResNet-101)"),
     _limit(r"(n_points|n_levels|num_feature_levels)$", 64, "8 points, 5 levels"),
     _limit(r"(^|_)(image_size|max_position_embeddings)$", 16_384, "1,024 px (RF-DETR)"),
@@ -73,7 +74,7 @@ def _check_number(number, field: str, limit: SizeLimit, where: str) -> None:
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         return  # not a size (null, a name): the model's own config class says what it accepts
     if number < 0 or number > limit.maximum:
-        raise ValueError(f"{where}: {field}={number:g} is beyond any real model (at most {limit.maximum:,}; the"
+        raise ValueError(f"{where}: {field}={number!r} is beyond any real model (at most {limit.maximum:,}; the"
                          f" largest known checkpoint has {limit.largest_known}); refusing it before building")
 
 
