@@ -72,3 +72,39 @@ def test_a_failed_load_is_reported_and_tried_again(monkeypatch):
         with pytest.raises(ValueError, match="this one cannot load"):
             models.get("broken")
     assert calls.count("broken") == 2 and "broken" not in models._loaded
+
+
+def test_on_the_page_a_load_runs_outside_the_forward_group(monkeypatch):
+    """Through the running app (127.0.0.1): while one page's model loads (the step before its analysis), another
+    page's analysis with the loaded model goes through at once instead of queueing behind the load."""
+    gradio_client = pytest.importorskip("gradio_client")
+    import socket
+
+    from webapp import page
+    from webapp.bundled import EXAMPLES_DIR
+    from webapp.model_sources import SourcePolicy
+
+    models, release, calls = slow_cache(monkeypatch)
+    models.get(TINY)
+    monkeypatch.setattr(SourcePolicy, "check", lambda self, name: name.strip())  # "slow" is no real source
+    demo = page.build_demo(models, TINY)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
+    try:
+        first = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        second = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        loading = first.submit("slow", api_name="/preload")
+        wait_for(lambda: "slow" in calls)
+        start = time.perf_counter()
+        result = second.predict(gradio_client.handle_file(str(EXAMPLES_DIR / "grace_hopper.jpg")), TINY,
+                                api_name="/analyze")
+        took = time.perf_counter() - start
+        assert TINY in str(result[-1]) and not loading.done()
+        assert took < 20  # the tiny model's analysis; behind the load it would wait for release (30 s)
+        release.set()
+        loading.result(timeout=30)
+    finally:
+        release.set()
+        demo.close()

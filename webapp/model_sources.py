@@ -97,6 +97,25 @@ def _refused(policy: SourcePolicy, name: str | None) -> bool:
     return False
 
 
+def preload_handler(models: ModelCache, policy: SourcePolicy):
+    """fn(menu name) -> nothing: loads the model the page asks for, before the event that runs it. The page wires
+    it outside the one-at-a-time group of the forward passes, so that a load (a download, a large checkpoint)
+    holds up only the page that asked for it, not the analyses of pages whose model is loaded. It says nothing:
+    a refusal or a failed load is told by the event after it, which asks the cache again."""
+    def preload(model_name: str, progress=gr.Progress(track_tqdm=True)):
+        try:
+            name = policy.check(model_name)
+        except ValueError:
+            return gr.skip()
+        progress(0, desc=f"Loading {name}")
+        try:
+            models.get(name)
+        except (RuntimeError, ValueError, OSError):
+            pass
+        return gr.skip()
+    return preload
+
+
 def analyze_handler(models: ModelCache, policy: SourcePolicy, store: InspectionStore | None = None):
     """analysis.analyze_handler, after the policy check; download and load progress shows on the page. The
     page's Gradio session owns the analysis, so that its earlier ones leave the store."""
