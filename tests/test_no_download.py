@@ -22,6 +22,9 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 HUB_BACKBONE = "someone/hub-backbone"  # cached; its config names backbone "someone/resnet" (transformers' ResNet)
 TIMM_HUB = "someone/timm-hub"  # cached; its config names the timm backbone "hf-hub:someone/resnet"
+# cached; "resnet50" with backbone_kwargs, as transformers 4.x saved it: transformers 5 asks the Hub whether a repo
+# "resnet50" exists before building it with timm
+PLAIN_NAME = "someone/plain-name"
 
 MARKER = "/between-the-two-runs"
 # Both runs in one process (its imports take most of the time): downloads off, a marker request, downloads on.
@@ -37,7 +40,7 @@ SCRIPT = textwrap.dedent('''
     def run(allowed):
         models = ModelCache(optimize=False, hub_downloads=allowed, auto_timeout=5)
         outcomes = {"auto": models.resolve("auto").source + ": " + models.resolve("auto").reason}
-        for name in ("HUB_BACKBONE", "TIMM_HUB", "detr-r50", "someone/not-cached"):
+        for name in json.loads(sys.argv[3]):
             try:
                 models.get(name)
                 outcomes[name] = "LOADED"
@@ -51,16 +54,18 @@ SCRIPT = textwrap.dedent('''
 
     closed = run(False)
     try:
-        urllib.request.urlopen(os.environ["HF_ENDPOINT"] + "MARKER", timeout=5)
+        urllib.request.urlopen(os.environ["HF_ENDPOINT"] + sys.argv[4], timeout=5)
     except OSError:  # the fake answers 404
         pass
     print(json.dumps({"closed": closed, "allowed": run(True)}))
-''').replace("MARKER", MARKER).replace("HUB_BACKBONE", HUB_BACKBONE).replace("TIMM_HUB", TIMM_HUB)
+''')
+SOURCES = (HUB_BACKBONE, TIMM_HUB, PLAIN_NAME, "detr-r50", "someone/not-cached")
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    """A Hub cache holding the two family models whose configs name Hub backbones, and empty zoo cache."""
+    """A Hub cache holding the three family models whose configs name backbones from outside the folder, and an
+    empty zoo cache."""
     from family_models import build_tiny
 
     tmp = tmp_path_factory.mktemp("no-download")
@@ -70,7 +75,9 @@ def caches(tmp_path_factory):
     files = folder_files(tmp / "cond")
     config = json.loads(files["config.json"])
     for repo, backbone in ((HUB_BACKBONE, {"backbone": "someone/resnet", "use_timm_backbone": False}),
-                           (TIMM_HUB, {"backbone": "hf-hub:someone/resnet", "use_timm_backbone": True})):
+                           (TIMM_HUB, {"backbone": "hf-hub:someone/resnet", "use_timm_backbone": True}),
+                           (PLAIN_NAME, {"backbone": "resnet50", "use_timm_backbone": True,
+                                         "backbone_kwargs": {"out_indices": [4], "in_chans": 3}})):
         hostile = {**config, "backbone_config": None, **backbone}
         write_cache(tmp / "hub", repo, {**files, "config.json": json.dumps(hostile).encode()})
     return tmp
@@ -82,8 +89,8 @@ def runs(caches):
     with FakeHub({}) as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(caches / "hub"), "TORCH_HOME": str(caches / "torch"),
                "DETR_LENS_COMPILE": "0", "PATH": "/usr/bin:/bin", "HOME": str(caches)}
-        run = subprocess.run([sys.executable, "-c", SCRIPT, str(TESTS), str(ROOT)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run([sys.executable, "-c", SCRIPT, str(TESTS), str(ROOT), json.dumps(SOURCES), MARKER],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     outcomes = json.loads(run.stdout.strip().splitlines()[-1])
     split = hub.requests.index(MARKER)
@@ -99,6 +106,8 @@ def test_without_the_flag_no_request_reaches_any_download_server(runs):
                         ("detr-r50", "detr-r50-e632da11.pth is not in the cache"),
                         ("someone/not-cached", "is not in the Hub cache")):
         assert words in outcomes[name] and "--allow-hub-download" in outcomes[name], (name, outcomes[name])
+    # built as transformers would (a timm ResNet-50), without asking the Hub: then the tiny weights do not cover it
+    assert "parameters but the weights file holds only" in outcomes[PLAIN_NAME], outcomes[PLAIN_NAME]
     assert outcomes["policy detr-r50"].startswith("refused: ") and "--allow-hub-download" in outcomes["policy detr-r50"]
 
 
@@ -109,4 +118,5 @@ def test_with_the_flag_the_same_loads_do_reach_the_server(runs):
     assert "/zoo/detr-r50-e632da11.pth" in paths  # the auto probe and the zoo download
     assert "someone/resnet" in paths  # transformers asked the Hub about the backbone
     assert "someone/not-cached" in paths
+    assert "/api/models/resnet50" in paths  # the plain name's look-up, which the closed run did without
     assert outcomes["policy detr-r50"] == "detr-r50"

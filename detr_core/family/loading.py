@@ -137,7 +137,8 @@ def hub_folder(source: str, cache_dir: str | os.PathLike | None = None, allow_do
     ref = parse_hub_ref(source)
     if ref is None:
         raise ValueError(f"model source {source!r} is neither a folder nor a Hub id like 'owner/name'")
-    return fetch_model(ref, cache_dir, allow_download=allow_download).config.parent  # config.json, weights and preprocessor share a snapshot
+    # config.json, weights and preprocessor share a snapshot folder
+    return fetch_model(ref, cache_dir, allow_download=allow_download).config.parent
 
 
 def _processor_from(folder: Path, spec: FamilySpec) -> tuple[Any, str]:

@@ -44,6 +44,8 @@ def check_family_folder(folder: Path, allow_download: bool = True) -> CheckedFol
     config = read_json(folder / "config.json")
     spec = spec_for(str(config.get("model_type", "")))
     check_config_sizes(config, where)
+    if not allow_download:
+        config = with_local_backbone(config)
     hub = hub_backbone(config)
     if hub and (not allow_download or hub.startswith("local-dir:")):
         raise ValueError(f"{where}: backbone {hub!r} would be fetched from {_source(hub)} while the model is"
@@ -72,6 +74,24 @@ def hub_backbone(config: Mapping, top: bool = True) -> str | None:
         return str(name)  # transformers asks the Hub whether `name` is a repo (hf_api().repo_exists)
     nested = config.get("backbone_config")
     return hub_backbone(nested, top=False) if isinstance(nested, Mapping) else None
+
+
+def with_local_backbone(config: dict) -> dict:
+    """`config` with a plain timm backbone name (e.g. "resnet50" with backbone_kwargs, as transformers 4.x saved
+    Conditional/DAB/Deformable DETR configs) turned into the timm backbone_config that transformers builds for it,
+    without the Hub look-up transformers makes first (a request, for a name that is no repo). Others unchanged."""
+    name, kwargs = config.get("backbone"), config.get("backbone_kwargs") or {}
+    if config.get("backbone_config") is not None or config.get("model_type") not in _TIMM_NAME_TYPES or \
+            config.get("use_timm_backbone") is False or not isinstance(name, str) or ":" in name or "/" in name \
+            or not isinstance(kwargs, Mapping):
+        return config
+    backbone = {"model_type": "timm_backbone", "backbone": name, "features_only": True,
+                "use_pretrained_backbone": False, "out_indices": kwargs.get("out_indices", [1, 2, 3, 4]),
+                "num_channels": kwargs.get("num_channels", kwargs.get("in_chans", config.get("num_channels", 3)))}
+    if config.get("dilation") or kwargs.get("output_stride"):
+        backbone["output_stride"] = kwargs.get("output_stride", 16)
+    rest = {k: v for k, v in config.items() if k not in ("backbone", "backbone_kwargs", "use_timm_backbone")}
+    return {**rest, "backbone_config": backbone}
 
 
 def _source(name: str) -> str:
