@@ -1,6 +1,7 @@
 """Which models the app offers, and a per-process cache that loads each one lazily, once."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import warnings
@@ -87,7 +88,9 @@ class ModelCache:
             pending = self._loading.get(choice.source)
             if pending is None:
                 pending = self._loading[choice.source] = Future()
-                threading.Thread(target=self._load_into, args=(choice, pending), daemon=True,
+                # the caller's context goes along: Gradio finds the page's progress bar (download bars) there
+                context = contextvars.copy_context()
+                threading.Thread(target=context.run, args=(self._load_into, choice, pending), daemon=True,
                                  name=f"load-{choice.source[:40]}").start()
         try:
             return pending.result(timeout=self._load_timeout)
