@@ -5,7 +5,8 @@
     ins = detr_core.inspect_image(model, image)   # one forward pass, every map kept
 """
 from .inspection.capture import AttentionMaps, capture_attention
-from .weights.checkpoint_io import atomic_save, model_checkpoint, read_checkpoint, save_model
+from .weights.checkpoint_io import atomic_save, model_checkpoint, read_checkpoint
+from .weights.saving import save_model
 from .model.coco import COCO_CLASS_NAMES
 from .model.config import DETRConfig, PreprocessConfig, tiny_config
 from .inspection.coords import CoordinateMap

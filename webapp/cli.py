@@ -46,8 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="a folder whose COCO-format sets and model files the page may open (repeatable);"
                              " the bundled examples and the folder the app starts in are always allowed")
     parser.add_argument(HUB_FLAG, action="store_true",
-                        help="let the page fetch Hugging Face Hub models that are not cached yet even when it is"
-                             " served beyond loopback (--host other than 127.0.0.1, or --share)")
+                        help="let the server download models that are not cached yet (Hugging Face Hub ids, the"
+                             " official zoo, the 'auto' probe, Hub backbones named in a config) even when it is"
+                             " served beyond loopback (--host other than 127.0.0.1, or --share); without it such a"
+                             " page downloads nothing")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     parser.add_argument("--memory-budget-mb", type=float, default=DEFAULT_BUDGET_MB,
@@ -103,10 +105,10 @@ def main(argv=None) -> None:
     from .page import build_demo  # gradio and every view: only once the command line is known to be good
     from .page_css import PAGE_CSS
 
-    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
-                        compile_backbone=not args.no_compile, precision=args.precision)
-    models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     hub_downloads = args.allow_hub_download or not served_beyond_loopback(args.host, args.share)
+    models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
+                        compile_backbone=not args.no_compile, precision=args.precision, hub_downloads=hub_downloads)
+    models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
     store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60)
     demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads, store)
     try:

@@ -13,12 +13,13 @@ from pathlib import Path
 import gradio as gr
 
 from detr_core.weights.hub import HUB_MODELS, cached_model, parse_hub_ref
+from detr_core.weights.sources import existing_path
+from detr_core.weights.zoo import MODEL_ZOO, cached_path
 
 from . import analysis
-from .models import MENU, NAMES, ModelCache
+from .models import HUB_FLAG, MENU, NAMES, ModelCache
 from .store import InspectionStore
 
-HUB_FLAG = "--allow-hub-download"
 ROOT_FLAG = "--data-root"
 # DETR-family models the menu offers (transformers' own implementations; ids from the transformers docs)
 FAMILY_HUB_MODELS = ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50")
@@ -42,11 +43,13 @@ class SourcePolicy:
         text = (source or "").strip()
         if not text:
             raise ValueError(f"choose a model from the menu, {FREE_TEXT_HINT}")
-        if text in NAMES or text in self.preapproved:
+        if text in self.preapproved:
             return text
-        path = Path(text).expanduser()
-        ref = parse_hub_ref(text)
-        if path.exists() or ref is None:
+        if text in NAMES:
+            return self._named(text)
+        path = existing_path(text)  # ValueError for a name no path can have (~nosuchuser, too long...)
+        ref = parse_hub_ref(text) if path is None else None  # ValueError for an invalid repo id or revision
+        if path is not None or ref is None:
             return self._local(text, path)
         if not self.hub_downloads and cached_model(ref) is None:
             raise ValueError(
@@ -55,13 +58,24 @@ class SourcePolicy:
                 f" with {HUB_FLAG}, or fill the cache on the server first (`hf download {ref.repo_id}`)")
         return text
 
-    def _local(self, text: str, path: Path) -> str:
-        resolved = path.resolve()  # symlinks followed: a link inside a root must not lead outside it
+    def _named(self, name: str) -> str:
+        """An official zoo name opens without the flag only when its weights are cached: it is a download too."""
+        entry = MODEL_ZOO.get(name)
+        if entry is not None and not self.hub_downloads and not cached_path(entry).is_file():
+            raise ValueError(f"the official {name} weights are not in this server's cache, and downloads are off"
+                             f" on a page served beyond the server's own machine. Whoever runs the app can allow"
+                             f" them by starting it with {HUB_FLAG}, or put {entry.filename} into"
+                             f" {cached_path(entry).parent}")
+        return name
+
+    def _local(self, text: str, path: Path | None) -> str:
+        """The folders first, existence second: a page must not learn what exists outside them."""
+        resolved = Path(text).expanduser().resolve()  # symlinks followed: a link inside must not lead outside
         if not any(resolved.is_relative_to(root.resolve()) for root in self.roots):
             allowed = ", ".join(str(r) for r in self.roots)
             raise ValueError(f"{text} is outside the folders this app may read models from ({allowed}); start the"
                              f" app from the folder that holds it, or add that folder with {ROOT_FLAG}")
-        if not path.exists():
+        if path is None:
             raise ValueError(f"{text} does not exist; give a menu name, {FREE_TEXT_HINT.removeprefix('or ')}")
         return text
 
@@ -81,6 +95,25 @@ def _refused(policy: SourcePolicy, name: str | None) -> bool:
         analysis.tell(analysis.LOAD_FAILED, f"Cannot open the model {name!r}: {err}")
         return True
     return False
+
+
+def preload_handler(models: ModelCache, policy: SourcePolicy):
+    """fn(menu name) -> nothing: loads the model the page asks for, before the event that runs it. The page wires
+    it outside the one-at-a-time group of the forward passes, so that a load (a download, a large checkpoint)
+    holds up only the page that asked for it, not the analyses of pages whose model is loaded. It says nothing:
+    a refusal or a failed load is told by the event after it, which asks the cache again."""
+    def preload(model_name: str, progress=gr.Progress(track_tqdm=True)):
+        try:
+            name = policy.check(model_name)
+        except ValueError:
+            return gr.skip()
+        progress(0, desc=f"Loading {name}")
+        try:
+            models.get(name)
+        except (RuntimeError, ValueError, OSError):
+            pass
+        return gr.skip()
+    return preload
 
 
 def analyze_handler(models: ModelCache, policy: SourcePolicy, store: InspectionStore | None = None):

@@ -20,7 +20,8 @@ from .analysis import readable_upload, status_handler
 from .bundled import EXAMPLES_DIR, example_images
 from .context import NO_IMAGE_HINT, AppContext, Step, ViewSlot
 from .controls import not_for_model, unavailable
-from .model_sources import FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, switch_handler
+from .model_sources import (FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, preload_handler,
+                            switch_handler)
 from .models import ModelCache
 from .session import MAX_SIDE, Session
 from .store import InspectionStore
@@ -30,6 +31,7 @@ INSPECT = (detections_tab, decoder_tab, encoder_tab)
 TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
 REFRESH_AFTER_ANALYSIS = "refresh_after_analysis"  # the one listener that redraws every view after an analysis
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
+LOAD = "load"  # concurrency group of the model loads before them: any number at once, each for its own page
 INTRO = f"""# DETR Lens
 Upload an image (or pick an example), then explore what DETR computed in its single forward pass:
 the detections, where each object query looks (decoder cross-attention, every layer and head),
@@ -181,18 +183,22 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
 
         analyze = analyze_handler(models, policy, store)
         analysis_out = [session, image, status]
-        # always_last: an upload made while the previous one is still being analysed is analysed next (the
-        # default mode, "once", drops it, and the page would go on showing the previous image's analysis)
-        _after_analysis(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
-                                     concurrency_limit=1, concurrency_id=FORWARD, trigger_mode="always_last"),
-                        generation)
-        _after_analysis(examples.load_input_event.then(
+        # each event that runs a model first loads it outside the forward group (LOAD, no limit): see preload_handler.
+        # always_last: an upload made while the previous one is still being loaded or analysed is analysed next
+        # (the default mode, "once", drops it, and the page would go on showing the previous image's analysis)
+        preload = dict(fn=preload_handler(models, policy), inputs=model, outputs=status, concurrency_limit=None,
+                       concurrency_id=LOAD, api_visibility="undocumented", trigger_mode="always_last")
+        _after_analysis(image.upload(**preload).then(analyze, [image, model], analysis_out, api_name="analyze",
+                                                     concurrency_limit=1, concurrency_id=FORWARD,
+                                                     trigger_mode="always_last"), generation)
+        _after_analysis(examples.load_input_event.then(**preload).then(
             analyze, [image, model], analysis_out, api_name="analyze_example", concurrency_limit=1,
             concurrency_id=FORWARD, trigger_mode="always_last"), generation)
         # .change, not .input: the menu fires .input twice for one pick with the mouse (gradio 6.31)
-        _after_analysis(model.change(switch_handler(models, policy), [model, model_in_use, session],
-                                     [session, status, model, model_in_use], api_name="set_model",
-                                     concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), generation)
+        _after_analysis(model.change(**preload).then(
+            switch_handler(models, policy), [model, model_in_use, session], [session, status, model, model_in_use],
+            api_name="set_model", concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden",
+            trigger_mode="always_last"), generation)
         _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), generation)
         demo.load(status_handler(models, model_name), None, status, api_name="status")
         demo.unload(closed)

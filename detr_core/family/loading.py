@@ -8,7 +8,6 @@ through safetensors, or torch.load(weights_only=True) for `.bin` files (transfor
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..weights.hf_model import read_json
 from ..weights.hub import parse_hub_ref
+from ..weights.sources import existing_path
+from .preflight import check_family_folder
 from .registry import PROCESSOR_CLASSES, FamilySpec, spec_for
 
 
@@ -74,66 +76,73 @@ def class_names(config) -> list[str]:
 
 
 def is_family_source(source) -> bool:
-    """True for a folder whose config.json names a supported DETR-family model type."""
-    config = Path(os.fspath(source)) / "config.json"
-    if not config.is_file():
+    """True for a folder whose config.json names a supported DETR-family model type. ValueError for a source
+    that cannot be a path (see detr_core.weights.sources)."""
+    path = existing_path(source)
+    config = path / "config.json" if path is not None else None
+    if config is None or not config.is_file():
         return False
     try:
-        return spec_for(json.loads(config.read_text()).get("model_type", "")) is not None
-    except (ValueError, json.JSONDecodeError):
+        return spec_for(str(read_json(config).get("model_type", ""))) is not None
+    except ValueError:  # not JSON, not an object, another model type: load_model says what it is
         return False
 
 
-def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides):
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", allow_download: bool = True,
+               **overrides):
     """The one front door: whatever DETR Lens can open, opened, in eval mode.
 
     A DETR (`detr_core.DETR`) for official zoo names ("detr-r50", ...), the bundled models ("shapes"),
     "untrained", checkpoint files and Hugging Face DETR folders or Hub ids; a `FamilyModel` for a folder or Hub
     id whose config.json names a supported DETR-family model type (RT-DETR, Deformable DETR, D-FINE, ...).
-    Inspect either with `detr_core.inspect_image`. overrides: DETRConfig fields the weights cannot show (e.g.
-    dilation=True for a DC5 state dict) and min_size / max_size; DETR only (a family model's config says all).
+    Inspect either with `detr_core.inspect_image`. allow_download=False: only what is on this machine (local, or
+    in the caches), and no request of any kind, the family's Hub backbones included. overrides: DETRConfig
+    fields the weights cannot show (e.g. dilation=True for a DC5 state dict) and min_size / max_size; DETR only
+    (a family model's config says all).
     """
     from ..weights.loading import load_detr, locate_hf
 
     family = is_family_source(source)
-    if not family and isinstance(source, str) and not Path(source).exists() and parse_hub_ref(source) is not None:
-        files = locate_hf(source)  # None for zoo and bundled names; a Hub id is fetched into the cache here
+    if not family and isinstance(source, str) and existing_path(source) is None and parse_hub_ref(source) is not None:
+        files = locate_hf(source, allow_download)  # None for zoo and bundled names; a Hub id is fetched here
         family = files is not None and is_family_source(files.config.parent)
     if not family:
-        return load_detr(source, device, **overrides)
+        return load_detr(source, device, allow_download=allow_download, **overrides)
     if overrides:
         raise ValueError(f"{sorted(overrides)}: overrides apply to DETR checkpoints only; the DETR-family model"
                          f" {str(source)!r} takes its whole architecture from its config.json")
-    return load_family_model(source, device)
+    return load_family_model(source, device, allow_download=allow_download)
 
 
 open_any = load_model  # its earlier name, kept for scripts that use it
 
 
 def load_family_model(source: str | os.PathLike, device: str | torch.device = "cpu",
-                      cache_dir: str | os.PathLike | None = None) -> FamilyModel:
+                      cache_dir: str | os.PathLike | None = None, allow_download: bool = True) -> FamilyModel:
     """A FamilyModel from a folder or a Hub id ("owner/name": the local cache first, else a download;
-    cache_dir: the Hugging Face cache to use, default the standard one)."""
-    folder = Path(os.fspath(source))
-    if not folder.is_dir():
+    cache_dir: the Hugging Face cache to use, default the standard one). allow_download=False: the cache only,
+    and a config naming a Hub backbone is refused. The folder is checked before anything is built
+    (detr_core/family/preflight.py): sizes, preprocessing, the weights file, the parameter count."""
+    path = existing_path(source)
+    if path is None or not path.is_dir():
         if not (isinstance(source, str) and parse_hub_ref(source)):
             raise ValueError(f"model source {str(source)!r} is neither a folder nor a Hub id like 'owner/name'")
-        folder = hub_folder(source, cache_dir)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"{folder} has no config.json: save the model with save_pretrained, or give its Hub id")
-    spec = spec_for(json.loads(config_file.read_text()).get("model_type", ""))
+        path = hub_folder(source, cache_dir, allow_download)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} has no config.json: save the model with save_pretrained, or give its Hub id")
+    checked = check_family_folder(path, allow_download)
+    spec = checked.spec
     import transformers
 
     model = getattr(transformers, spec.model_class).from_pretrained(
-        folder, attn_implementation="eager", local_files_only=True)
-    processor, note = _processor_from(folder, spec)
+        path, config=checked.hf_config, attn_implementation="eager", local_files_only=True)
+    processor, note = _processor_from(path, spec)
     if note:
         warnings.warn(f"{source}: {note}", stacklevel=2)
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
 
 
-def hub_folder(source: str, cache_dir: str | os.PathLike | None = None) -> Path:
+def hub_folder(source: str, cache_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
     """The local snapshot folder of Hub model `source` ("owner/name[@revision]"): from the cache if it is there,
     else downloaded once. Hub access, the cache and the offline errors are detr_core.weights.hub's, as for DETR."""
     from ..weights.hub import fetch_model
@@ -141,7 +150,8 @@ def hub_folder(source: str, cache_dir: str | os.PathLike | None = None) -> Path:
     ref = parse_hub_ref(source)
     if ref is None:
         raise ValueError(f"model source {source!r} is neither a folder nor a Hub id like 'owner/name'")
-    return fetch_model(ref, cache_dir).config.parent  # config.json, weights and preprocessor share a snapshot
+    # config.json, weights and preprocessor share a snapshot folder
+    return fetch_model(ref, cache_dir, allow_download=allow_download).config.parent
 
 
 def _processor_from(folder: Path, spec: FamilySpec) -> tuple[Any, str]:
@@ -151,7 +161,7 @@ def _processor_from(folder: Path, spec: FamilySpec) -> tuple[Any, str]:
     config = folder / "preprocessor_config.json"
     if not config.is_file():
         return _default_processor(spec), f"no preprocessor_config.json: using {spec.processor_class}() defaults"
-    named = json.loads(config.read_text()).get("image_processor_type", "")
+    named = read_json(config).get("image_processor_type", "")
     if named not in PROCESSOR_CLASSES or not hasattr(transformers, named):
         default = getattr(transformers, spec.processor_class)
         return (default.from_pretrained(folder),

@@ -73,6 +73,7 @@ class DETRConfig:
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+MAX_IMAGE_SIDE = 4096  # pixels: DETRs read 512-1333 px; one image's encoder attention at 4096 px is gigabytes
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
@@ -88,8 +89,14 @@ class PreprocessConfig:
     def __post_init__(self):
         if not 0 < self.min_size <= self.max_size:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if self.max_size > MAX_IMAGE_SIDE:
+            raise ValueError(f"max_size={self.max_size} px is beyond any DETR's input (at most {MAX_IMAGE_SIDE})")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean={self.mean}, std={self.std}: expected one value per RGB channel (3 each)")
+        if not all(v > 0 for v in self.std):  # pixels are divided by it: 0 gives inf/NaN
+            raise ValueError(f"std={self.std}: every channel's std must be positive")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -52,10 +52,23 @@ class CocoSet:
         self.root = Path(images) if images is not None else default
         self.annotations = annotations
         self.images: list[dict] = coco["images"]
+        for entry in self.images:
+            self._check_entry(entry)
         self.categories = {c["id"]: c["name"] for c in coco.get("categories", [])}
         self._by_image: dict = {}
         for ann in coco.get("annotations", []):
             self._by_image.setdefault(ann.get("image_id"), []).append(ann)
+
+    def _check_entry(self, entry) -> None:
+        """Every image must be a file inside the set's image folder (symlinks followed): a `file_name` such as
+        `../../etc/x` or `/etc/x` would open, and draw, a file from anywhere on the machine."""
+        name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.annotations}: every entry of 'images' needs a file_name, found {entry!r:.80}")
+        root = self.root.resolve()
+        if not (root / name).resolve().is_relative_to(root):
+            raise ValueError(f"{self.annotations}: image file_name {name!r:.80} leads outside the set's image folder"
+                             f" {self.root}; file names are relative to it (e.g. 'img_001.jpg')")
 
     def files(self) -> list[Path]:
         return [self.root / entry["file_name"] for entry in self.images]

@@ -14,9 +14,12 @@ import torch
 FORMAT = "detr-lens/1"
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """torch.load with weights_only=True; argparse.Namespace is the one extra type allowed, because the
-    official training script stores its `args` that way."""
+    official training script stores its `args` that way.
+
+    mmap=True (zip archives, i.e. every torch.save since 1.6): tensors stay in the file until read, so their shapes
+    can be checked against the model before the process holds the file's contents."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
@@ -26,7 +29,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()]
         first = (lines[0] if lines else str(err).strip().splitlines()[0]).split(" Please use")[0]
@@ -73,22 +76,3 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-SAVE_FORMATS = ("detr-lens", "hf")
-
-
-def save_model(model: torch.nn.Module, path: str | os.PathLike, format: str = "detr-lens") -> None:
-    """Write `model`; `detr_core.load_model(path)` reads either format back.
-
-    format "detr-lens": one .pth file in the project's format. "hf": a folder in the Hugging Face format
-    (config.json, model.safetensors, preprocessor_config.json) that transformers' `from_pretrained` opens
-    with the same outputs, e.g. to share a fine-tuned model on the Hub."""
-    if format == "hf":
-        from .hf_export import save_hf  # here, not on top: hf_export reads .bin files through this module
-
-        save_hf(model, path)
-    elif format == "detr-lens":
-        atomic_save(model_checkpoint(model), path)
-    else:
-        raise ValueError(f"format={format!r}: expected one of {SAVE_FORMATS}")

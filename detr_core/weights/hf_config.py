@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..model.config import BACKBONES, DETRConfig, PreprocessConfig
+from .size_limits import check_config_sizes, check_image_side, check_normalisation
 
 # model_type -> pre-norm layers (Table Transformer is DETR with pre-norm layers and a final encoder norm)
 MODEL_TYPES = {"detr": False, "table-transformer": True}
@@ -50,7 +51,9 @@ class _Backbone:
 
 
 def read_config(cfg: Mapping, where: str) -> HFArchitecture:
-    """A parsed config.json -> HFArchitecture; ValueError naming the field for anything not representable."""
+    """A parsed config.json -> HFArchitecture; ValueError naming the field for anything not representable, or
+    for a size beyond any real model (before anything is built)."""
+    check_config_sizes(cfg, where)
     model_type = cfg.get("model_type")
     if model_type not in MODEL_TYPES:
         raise ValueError(f"{where}: model_type {model_type!r} is not a DETR; this reader opens model_type"
@@ -192,6 +195,7 @@ def read_preprocessor(pp: Mapping | None, where: str) -> PreprocessConfig:
     if pp.get("do_normalize", True) is False:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     else:
+        check_normalisation(pp.get("image_mean", defaults.mean), pp.get("image_std", defaults.std), where)
         mean = _triple(pp.get("image_mean", defaults.mean), "image_mean", where)
         std = _triple(pp.get("image_std", defaults.std), "image_std", where)
     try:
@@ -207,16 +211,23 @@ def _sizes(pp: Mapping, defaults: PreprocessConfig, where: str) -> tuple[int, in
         return defaults.min_size, defaults.max_size
     size = pp.get("size", {"shortest_edge": defaults.min_size, "longest_edge": defaults.max_size})
     if isinstance(size, int):  # the old feature-extractor layout: size and max_size
-        return size, int(pp.get("max_size") or defaults.max_size)
+        return _side(size, "size", where), _side(pp.get("max_size") or defaults.max_size, "max_size", where)
     if isinstance(size, Mapping) and "shortest_edge" in size and "longest_edge" in size:
-        return int(size["shortest_edge"]), int(size["longest_edge"])
+        return (_side(size["shortest_edge"], "size.shortest_edge", where),
+                _side(size["longest_edge"], "size.longest_edge", where))
     if isinstance(size, Mapping) and size.get("max_height") is not None and \
             size.get("max_height") == size.get("max_width"):
         # transformers' fine-tuning guide: fit inside a square, i.e. the longer side to that size (transformers
         # truncates where this project rounds: sizes can differ by a pixel)
-        return int(size["max_height"]), int(size["max_width"])
+        side = _side(size["max_height"], "size.max_height", where)
+        return side, side
     raise ValueError(f"{where}: size={size!r}; DETR Lens resizes by shortest_edge and longest_edge (or a square"
                      " max_height = max_width)")
+
+
+def _side(value, field: str, where: str) -> int:
+    check_image_side(value, field, where)
+    return int(value)
 
 
 def _triple(values, name: str, where: str) -> tuple[float, float, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from ..model.config import DETRConfig, PreprocessConfig
@@ -108,28 +108,37 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """model.safetensors (safetensors) or pytorch_model.bin (torch.load, weights_only) -> {name: tensor}."""
+def read_weights(path: Path, shapes_only: bool = False) -> dict[str, torch.Tensor]:
+    """model.safetensors (safetensors) or pytorch_model.bin (torch.load, weights_only) -> {name: tensor}.
+
+    shapes_only: meta tensors of the file's shapes, values left unread: a safetensors file's header alone, a .bin
+    file mapped into memory rather than read (its pages are touched only for the pickled index)."""
     if path.suffix == ".safetensors":
         try:
+            if shapes_only:
+                with safe_open(path, framework="pt") as f:
+                    return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
             return load_file(path)
         except (SafetensorError, OSError) as err:
             raise ValueError(f"{str(path)!r} is not a complete safetensors file ({err}); a truncated download?"
                              " Fetch it again") from None
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, mmap=shapes_only)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{str(path)!r} is not a state dict of tensors, as save_pretrained writes")
+    if shapes_only:
+        return {k: torch.empty(v.shape, device="meta") for k, v in state.items()}
     return dict(state)
 
 
-def read_hf_model(files: HFFiles, overrides: Mapping | None = None
+def read_hf_model(files: HFFiles, overrides: Mapping | None = None, shapes_only: bool = False
                   ) -> tuple[dict, DETRConfig, PreprocessConfig, list[str], HFOrigin]:
     """The files -> (state dict in this project's names, config, preprocessing, class names, origin).
 
-    overrides: DETRConfig fields to replace (e.g. dropout for fine-tuning)."""
+    overrides: DETRConfig fields to replace (e.g. dropout for fine-tuning). shapes_only: the state dict holds
+    meta tensors (shapes only, nothing read from the weights but their header)."""
     arch = read_config(read_json(files.config), str(files.config))
     pre = read_preprocessor(read_json(files.preprocessor) if files.preprocessor else None, str(files.preprocessor))
-    named, mask_head = normalise_hf_names(read_weights(files.weights))
+    named, mask_head = normalise_hf_names(read_weights(files.weights, shapes_only))
     state = hf_to_detr_lens(named, arch.backbone_layout, str(files.weights))
     config = arch.config
     if overrides:

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +25,57 @@ HUB_MODELS = ("facebook/detr-resnet-50", "facebook/detr-resnet-50-dc5", "faceboo
               "microsoft/table-transformer-structure-recognition")
 _REF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w.\-/]+))?$")
 PROBE_TIMEOUT = 3.0  # seconds a dead network may hold a load before the error
+DOWNLOADS_OFF = "downloads are not allowed for this load"  # the reason given when allow_download=False
+
+
+MAX_REVISION_LENGTH = 255  # git's limit on a ref name component; a commit hash is 40
 
 
 @dataclass(frozen=True)
 class HubRef:
+    """A Hub repo and revision, both validated when made: they become URL paths and folders of the Hub cache
+    (refs/<revision>, snapshots/<revision>), so `owner/name@../../../etc` must be refused before any use."""
+
     repo_id: str
     revision: str = "main"
+
+    def __post_init__(self):
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(self.repo_id)
+        except HFValidationError as err:
+            raise ValueError(f"{self.repo_id!r:.80} is not a valid Hugging Face repo id: {err}") from None
+        problem = revision_problem(self.revision)
+        if problem:
+            raise ValueError(f"revision {self.revision!r:.80} of {self.repo_id} is not a valid git revision"
+                             f" ({problem}); give a branch, a tag or a commit hash")
 
     def __str__(self) -> str:
         return self.repo_id if self.revision == "main" else f"{self.repo_id}@{self.revision}"
 
 
 def parse_hub_ref(text: str) -> HubRef | None:
-    """"owner/name" or "owner/name@revision" -> HubRef; None for anything else."""
+    """"owner/name" or "owner/name@revision" -> HubRef; None for anything else. ValueError for text of that form
+    whose repo id or revision is not valid (see HubRef)."""
     m = _REF.match(text.strip()) if isinstance(text, str) else None
     return HubRef(m["repo"], m["rev"] or "main") if m else None
+
+
+def revision_problem(revision: str) -> str:
+    """What git's ref-name rules (git check-ref-format) say is wrong with `revision`; "" if nothing."""
+    if not isinstance(revision, str) or not revision:
+        return "empty"
+    if len(revision) > MAX_REVISION_LENGTH:
+        return f"longer than {MAX_REVISION_LENGTH} characters"
+    if not re.fullmatch(r"[\w.\-/]+", revision):
+        return "only letters, digits, '_', '-', '.' and '/' are allowed"
+    if ".." in revision or "//" in revision:
+        return "'..' and '//' are not allowed"
+    parts = revision.split("/")
+    if any(not part or part.startswith(".") or part.endswith((".lock", ".")) for part in parts):
+        return "no part may be empty, start with '.' or end with '.' or '.lock'"
+    return ""
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -74,10 +111,11 @@ def cached_model(ref: HubRef, cache_dir: str | os.PathLike | None = None) -> HFF
 
 
 def fetch_model(ref: HubRef, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
-                probe_timeout: float = PROBE_TIMEOUT) -> HFFiles:
-    """The model's files, from the cache or downloaded into it once.
+                probe_timeout: float = PROBE_TIMEOUT, allow_download: bool = True) -> HFFiles:
+    """The model's files, from the cache or downloaded into it once (allow_download=False: the cache only, no
+    request of any kind).
 
-    RuntimeError when it is not cached and cannot be downloaded now (offline, Hub unreachable);
+    RuntimeError when it is not cached and cannot be downloaded now (offline, Hub unreachable, not allowed);
     ValueError when the Hub says the repo, revision or its config.json does not exist."""
     from huggingface_hub import errors
 
@@ -86,9 +124,13 @@ def fetch_model(ref: HubRef, cache_dir: str | os.PathLike | None = None, endpoin
     if found is not None:
         return found
     url = endpoint_url(endpoint)
+    if not allow_download:
+        raise RuntimeError(not_cached_message(ref, cache, DOWNLOADS_OFF))
     if offline_mode():
         raise RuntimeError(not_cached_message(ref, cache, "HF_HUB_OFFLINE is set"))
-    if not _answers(f"{url}/{ref.repo_id}/resolve/{ref.revision}/{CONFIG}", probe_timeout):
+    # the revision encoded as huggingface_hub encodes it ("refs/pr/3" is one path segment)
+    if not _answers(f"{url}/{ref.repo_id}/resolve/{urllib.parse.quote(ref.revision, safe='')}/{CONFIG}",
+                    probe_timeout):
         raise RuntimeError(not_cached_message(ref, cache, f"{url} did not answer within {probe_timeout:g} s"))
     try:
         return _download(ref, cache, url)

@@ -16,6 +16,8 @@ import torch
 from .checkpoint_io import read_checkpoint
 from .hf_model import HFFiles, hf_files, read_hf_model
 from .hub import fetch_model, parse_hub_ref
+from .size_limits import check_config_sizes, check_parameter_count
+from .sources import existing_path
 from ..model.config import DETRConfig, PreprocessConfig, tiny_config
 from ..model.detr import DETR, build_model
 from .zoo import MODEL_ZOO, fetch_checkpoint
@@ -28,52 +30,82 @@ _OFFICIAL_POSITION = {"sine": "sine", "v2": "sine", "learned": "learned", "v3": 
 _PREPROCESS_FIELDS = ("min_size", "max_size")
 
 
-def load_detr(source: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> DETR:
-    """A DETR (never a family model: `detr_core.load_model` opens both) in eval mode with `class_names`, `preprocess` and `hf_origin` (None unless from Hugging Face).
+def load_detr(source: str | os.PathLike, device: str | torch.device = "cpu", *, allow_download: bool = True,
+              **overrides) -> DETR:
+    """A DETR (never a family model: `detr_core.load_model` opens both) in eval mode with `class_names`,
+    `preprocess` and `hf_origin` (None unless from Hugging Face).
 
     source: "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5" (official COCO weights, downloaded once),
     "shapes" (the bundled offline model), "untrained" (random weights, for demos without any weights),
     a path to an official, bare state-dict or DETR Lens checkpoint, a Hugging Face DETR (a save_pretrained
     folder, or a .safetensors / pytorch_model.bin file with its config.json beside it), or a Hugging Face Hub
     id such as "facebook/detr-resnet-50" or "owner/name@revision" (fetched once into the Hub cache).
+    allow_download: False opens only what is on this machine (cached or local): no request of any kind.
     overrides: DETRConfig fields that cannot be read from weights (e.g. dilation=True for a DC5 state dict,
     nheads), and min_size / max_size for preprocessing.
+
+    Sizes are checked before anything is built (detr_core/weights/size_limits.py): a config beyond any real
+    model, or one its weights file does not fit, is a ValueError naming the field, within seconds.
     """
     if source == "untrained":
         return untrained_model(device=device)
     pre_overrides = {k: overrides.pop(k) for k in _PREPROCESS_FIELDS if k in overrides}
     origin = None
-    hf = locate_hf(source)
-    if hf is not None:
-        state, config, preprocess, class_names, origin = read_hf_model(hf, overrides)
+    hf = locate_hf(source, allow_download)
+    if hf is not None:  # the tensors' shapes from the file's header first; their values once they fit
+        shapes, config, preprocess, class_names, origin = read_hf_model(hf, overrides, shapes_only=True)
         where = f"{hf.weights} (architecture from {hf.config})"
+        preprocess = _with_preprocess_overrides(preprocess, pre_overrides, where)
+        check_before_building(config, preprocess, class_names, shapes, where)
+        state = read_hf_model(hf, overrides)[0]
     else:
-        path, hints = _resolve(source)
+        path, hints = _resolve(source, allow_download)
         where = str(path)
-        state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path), where,
+        state, config, preprocess, class_names = interpret_checkpoint(read_checkpoint(path, mmap=True), where,
                                                                       {**hints, **overrides})
-    if pre_overrides:
-        preprocess = PreprocessConfig(**{**preprocess.to_dict(), **pre_overrides})
+        preprocess = _with_preprocess_overrides(preprocess, pre_overrides, where)
+        check_before_building(config, preprocess, class_names, state, where)
     model = build_model(config, preprocess, class_names)
-    check_fits(model, state, where)
     model.load_state_dict(state, strict=True)
     model.hf_origin = origin
     return model.eval().to(device)
 
 
-def locate_hf(source) -> HFFiles | None:
+def _with_preprocess_overrides(preprocess: PreprocessConfig, overrides: Mapping, where: str) -> PreprocessConfig:
+    if not overrides:
+        return preprocess
+    try:
+        return PreprocessConfig(**{**preprocess.to_dict(), **overrides})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"preprocessing overrides {dict(overrides)} for {where}: {err}") from None
+
+
+def check_before_building(config: DETRConfig, preprocess: PreprocessConfig, class_names, state: Mapping,
+                          where: str) -> None:
+    """Refuse, before any memory is allocated for the model: sizes beyond any real model, a parameter count
+    beyond MAX_PARAMETERS, and weights that do not fit (`state` may hold meta tensors: only shapes are read).
+    The model is built on the meta device for this: its modules and shapes, no storage."""
+    check_config_sizes(config.to_dict(), where)
+    with torch.device("meta"):
+        skeleton = build_model(config, preprocess, class_names)
+    check_parameter_count(sum(p.numel() for p in skeleton.parameters()), where)
+    check_fits(skeleton, state, where)
+
+
+def locate_hf(source, allow_download: bool = True) -> HFFiles | None:
     """The Hugging Face files behind `source` (a local folder or file, or a Hub id not shadowed by a local
-    path or a model name); None when `source` is something else."""
+    path or a model name); None when `source` is something else. allow_download=False: a Hub id only from the
+    cache."""
     if isinstance(source, str) and (source in MODEL_ZOO or source in BUNDLED):
         return None
-    path = Path(source)
-    if path.exists():
+    path = existing_path(source)
+    if path is not None:
         return hf_files(path)
     ref = parse_hub_ref(str(source)) if isinstance(source, str) else None
     if ref is None:
         return None
     try:
-        return fetch_model(ref)
+        return fetch_model(ref, allow_download=allow_download)
     except (RuntimeError, ValueError) as err:
         raise type(err)(f"{err} (no local file or folder {str(source)!r} exists either)") from None
 
@@ -95,10 +127,11 @@ def untrained_model(seed: int = 0, device: str | torch.device = "cpu", tiny: boo
     return model.eval().to(device)
 
 
-def _resolve(source) -> tuple[Path, dict]:
+def _resolve(source, allow_download: bool = True) -> tuple[Path, dict]:
     if isinstance(source, str) and source in MODEL_ZOO:
         entry = MODEL_ZOO[source]
-        return fetch_checkpoint(entry), {"backbone": entry.backbone, "dilation": entry.dilation}
+        return (fetch_checkpoint(entry, allow_download=allow_download),
+                {"backbone": entry.backbone, "dilation": entry.dilation})
     if isinstance(source, str) and source in BUNDLED:
         if not BUNDLED[source].is_file():
             raise RuntimeError(
@@ -106,8 +139,8 @@ def _resolve(source) -> tuple[Path, dict]:
                 f" use one of {sorted(MODEL_ZOO)} or a checkpoint path"
             )
         return BUNDLED[source], {}
-    path = Path(source)
-    if not path.exists():
+    path = existing_path(source)
+    if path is None:
         names = sorted(MODEL_ZOO) + sorted(BUNDLED) + ["untrained"]
         raise ValueError(f"model source {str(source)!r} is neither a file, a Hugging Face folder or Hub id"
                          f" (owner/name), nor one of {names}")

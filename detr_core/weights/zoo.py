@@ -44,13 +44,18 @@ def cached_path(entry: ZooEntry) -> Path:
     return cache_dir() / entry.filename
 
 
-def fetch_checkpoint(entry: ZooEntry, base_url: str = OFFICIAL_BASE_URL, timeout: float = 30.0,
-                     progress: bool = True) -> Path:
-    """Path of the entry's file, downloading it first if it is not cached. No network when it is."""
+def fetch_checkpoint(entry: ZooEntry, base_url: str | None = None, timeout: float = 30.0,
+                     progress: bool = True, allow_download: bool = True) -> Path:
+    """Path of the entry's file, downloading it first if it is not cached. No network when it is, nor with
+    allow_download=False (then RuntimeError naming the URL and where to put the file). base_url: the official
+    server (OFFICIAL_BASE_URL as it is at the call) unless given."""
     path = cached_path(entry)
     if path.is_file():
         return path
-    url = base_url.rstrip("/") + "/" + entry.filename
+    url = (base_url or OFFICIAL_BASE_URL).rstrip("/") + "/" + entry.filename
+    if not allow_download:
+        raise RuntimeError(f"{entry.filename} is not in the cache ({path}) and downloads are not allowed for this"
+                           f" load; download {url} on a machine that may, and put it at {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _download(url, path, entry.sha256_prefix, timeout, progress)
