@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .. import caller
 from ..weights.hf_model import read_json
 from ..weights.hub import parse_hub_ref
 from ..weights.sources import existing_path
@@ -138,7 +138,7 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
         path, config=checked.hf_config, attn_implementation="eager", local_files_only=True)
     processor, note = _processor_from(path, spec)
     if note:
-        warnings.warn(f"{source}: {note}", stacklevel=2)
+        caller.warn(f"{source}: {note}")
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
 
 

@@ -6,10 +6,10 @@ and `dilation` at the top level; 5.x folds the backbone into `backbone_config` (
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
+from .. import caller
 from ..model.config import BACKBONES, DETRConfig, PreprocessConfig
 from .size_limits import check_config_sizes, check_image_side, check_normalisation
 
@@ -158,8 +158,8 @@ def _transformers_resnet(sub: Mapping, dilation: bool, where: str) -> _Backbone:
     if out[-1] != "stage4":
         raise ValueError(f"{where}: backbone_config.out_features={out!r}; DETR Lens reads this backbone up to stage4")
     if dilation:
-        warnings.warn(f"{where}: dilation=true, but transformers' own ResNet has no dilation, so transformers runs"
-                      " this model at stride 32; loading it the same way", stacklevel=4)
+        caller.warn(f"{where}: dilation=true, but transformers' own ResNet has no dilation, so transformers runs"
+                      " this model at stride 32; loading it the same way")
     return _Backbone(_HF_RESNETS[key], False, 4, "transformers")
 
 
@@ -178,8 +178,8 @@ def class_names(cfg: Mapping, where: str) -> list[str]:
         labels = {i: f"LABEL_{i}" for i in range(count)}
     beyond = sorted(i for i in labels if not 0 <= i < count)
     if beyond:
-        warnings.warn(f"{where}: id2label ids {beyond[:10]} are outside the model's {count} classes (transformers"
-                      " gives it len(id2label) classes); those labels can never be predicted", stacklevel=3)
+        caller.warn(f"{where}: id2label ids {beyond[:10]} are outside the model's {count} classes (transformers"
+                      " gives it len(id2label) classes); those labels can never be predicted")
     return [labels.get(i, "N/A") for i in range(count)]
 
 
@@ -206,8 +206,8 @@ def read_preprocessor(pp: Mapping | None, where: str) -> PreprocessConfig:
 
 def _sizes(pp: Mapping, defaults: PreprocessConfig, where: str) -> tuple[int, int]:
     if pp.get("do_resize", True) is False:
-        warnings.warn(f"{where}: do_resize=false cannot be represented; images are resized to shortest edge"
-                      f" {defaults.min_size}, longest {defaults.max_size} instead", stacklevel=4)
+        caller.warn(f"{where}: do_resize=false cannot be represented; images are resized to shortest edge"
+                      f" {defaults.min_size}, longest {defaults.max_size} instead")
         return defaults.min_size, defaults.max_size
     size = pp.get("size", {"shortest_edge": defaults.min_size, "longest_edge": defaults.max_size})
     if isinstance(size, int):  # the old feature-extractor layout: size and max_size

@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from .. import caller
 from .checkpoint_io import read_checkpoint
 from .hf_model import HFFiles, hf_files, read_hf_model
 from .hub import fetch_model, parse_hub_ref
@@ -114,7 +114,7 @@ def untrained_model(seed: int = 0, device: str | torch.device = "cpu", tiny: boo
     """A randomly initialised DETR with COCO names: the app's last resort when no trained weights are available
     (ResNet-18, d=64, 6+6 layers, 100 queries), or with tiny=True the test-size model (d=32, 2+2 layers,
     10 queries, 5 classes, 128-px input). Its detections mean nothing; its attention maps have real shapes."""
-    warnings.warn("using an UNTRAINED model: detections and attention are random", stacklevel=2)
+    caller.warn("using an UNTRAINED model: detections and attention are random")
     if tiny:
         config, preprocess = tiny_config(), PreprocessConfig(min_size=128, max_size=213)
     else:
@@ -162,10 +162,9 @@ def interpret_checkpoint(ckpt, where: str, overrides: Mapping) -> tuple[dict, DE
         state, from_args = _state(ckpt, where), {}
     inferred = infer_config(state)
     if not from_args and "dilation" not in overrides:
-        warnings.warn(
+        caller.warn(
             f"{where}: DC5 (dilation) cannot be seen in the weights alone; assuming dilation=False."
-            " Pass dilation=True for a DC5 checkpoint.", stacklevel=3,
-        )
+            " Pass dilation=True for a DC5 checkpoint.")
     return state, DETRConfig(**{**inferred, **from_args, **overrides}), PreprocessConfig(), None
 
 
