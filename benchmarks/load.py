@@ -255,9 +255,7 @@ def _expected_session(model, models, store, i: int, image: Path):
     import detr_core
     from webapp.session import Session
     ins = detr_core.inspect_image(model, detr_core.load_image(image))
-    session = Session(f"expected-{i}", ins.image, "expected", store, models)
-    session.keep(ins)
-    return session
+    return Session.start(store, models, ins, "expected", key=f"expected-{i}")
 
 
 def _rows_differ(served: list, expected: list) -> str | None:
