@@ -18,12 +18,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # start and run with
 
 import detr_core  # noqa: E402
 
-from .model_sources import HUB_FLAG, served_beyond_loopback  # noqa: E402
+from .model_sources import HUB_FLAG, PUBLIC_FLAG, ROOT_FLAG, is_filesystem_root, served_beyond_loopback  # noqa: E402
 from .models import NAMES, ModelCache, check_source  # noqa: E402
-from .store import DEFAULT_BUDGET_MB, DEFAULT_IDLE_MINUTES, MB, InspectionStore  # noqa: E402
+from .store import DEFAULT_BUDGET_MB, DEFAULT_IDLE_MINUTES, DEFAULT_MAX_PAGES, MB, InspectionStore  # noqa: E402
 
 USAGE_ERROR = 2  # argparse's exit code for a bad command line
 VIEW_THREADS = 120  # Gradio's default is 40: a class of 60 may have as many views waiting for a re-analysis
+# Uploads: a phone's photo is 3-12 MB; Gradio has no limit of its own (a 300 MB file of random bytes was stored).
+DEFAULT_MAX_UPLOAD_MB = 20.0
+# Uploaded files and the files the page is sent (views, figures) are deleted once this old; checked every
+# quarter of it, at least every minute. The page itself keeps its image in memory, not in these files.
+DEFAULT_FILES_MINUTES = 60.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,12 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                              " AMX/AVX512-BF16; results differ by about 1%%, and the page says so)")
     parser.add_argument("--no-compile", action="store_true",
                         help="keep the optimised model eager: skip compiling its backbone in the background")
-    parser.add_argument("--data-root", action="append", type=Path, default=[],
+    parser.add_argument(ROOT_FLAG, action="append", type=Path, default=[],
                         help="a folder whose COCO-format sets and model files the page may open (repeatable);"
-                             " the bundled examples and the folder the app starts in are always allowed")
+                             " the bundled examples and the folder the app starts in are always allowed (but"
+                             " never the file system's root: started from /, the app needs --data-root)")
     parser.add_argument(HUB_FLAG, action="store_true",
                         help="let the page fetch Hugging Face Hub models that are not cached yet even when it is"
                              " served beyond loopback (--host other than 127.0.0.1, or --share)")
+    parser.add_argument(PUBLIC_FLAG, action="store_true",
+                        help="the page is public even though it listens on loopback (behind a reverse proxy on this"
+                             " machine, every visitor seems to come from 127.0.0.1): treat it as served beyond"
+                             f" loopback, so that Hub downloads need {HUB_FLAG}")
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     parser.add_argument("--memory-budget-mb", type=float, default=DEFAULT_BUDGET_MB,
@@ -56,10 +66,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                              " set aside and run again when that page is next used")
     parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
                         help="set aside an analysis nobody has looked at for this long (default %(default)s)")
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_PAGES,
+                        help="pages that may hold an analysis at once (default %(default)s); a page counts until it"
+                             " closes or goes unused for --idle-minutes; beyond it a new page is asked to come back"
+                             " later")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                        help="largest file a page may upload (default %(default)s MB); larger ones are refused"
+                             " before they are stored")
+    parser.add_argument("--files-minutes", type=float, default=DEFAULT_FILES_MINUTES,
+                        help="delete uploads and the files made for pages once this old (default %(default)s)")
     args = parser.parse_args(argv)
-    for flag, value in (("--memory-budget-mb", args.memory_budget_mb), ("--idle-minutes", args.idle_minutes)):
+    for flag, value in (("--memory-budget-mb", args.memory_budget_mb), ("--idle-minutes", args.idle_minutes),
+                        ("--max-sessions", args.max_sessions), ("--max-upload-mb", args.max_upload_mb),
+                        ("--files-minutes", args.files_minutes)):
         if not value > 0:
             parser.error(f"{flag} {value:g}: must be a positive number")
+    if is_filesystem_root(Path.cwd()) and not args.data_root:
+        parser.error(f"started from {Path.cwd()}, the file system's root: the page could open any file on this"
+                     f" machine. Start it from the folder that holds your data, or name that folder with"
+                     f" {ROOT_FLAG} FOLDER (a service manager's WorkingDirectory= does the former)")
     try:
         check_source(args.model)
     except ValueError as err:
@@ -67,6 +92,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.precision == "bfloat16" and args.no_optimize:
         parser.error("--precision bfloat16 applies to the optimised model; drop --no-optimize")
     return args
+
+
+def downloads_allowed(args: argparse.Namespace) -> bool:
+    """Whether the page may fetch Hub models that are not cached yet: only on a loopback page, unless allowed."""
+    return args.allow_hub_download or not served_beyond_loopback(args.host, args.share, args.public)
+
+
+def delete_cache(minutes: float) -> tuple[int, int]:
+    """Gradio's (frequency, age) in seconds: files older than `minutes`, checked every quarter of it (>= 60 s)."""
+    age = max(1, round(minutes * 60))
+    return max(60, age // 4), age
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -105,9 +141,9 @@ def main(argv=None) -> None:
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
-    hub_downloads = args.allow_hub_download or not served_beyond_loopback(args.host, args.share)
-    store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60)
-    demo = build_demo(models, args.model, tuple(args.data_root), hub_downloads, store)
+    store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60, max_pages=args.max_sessions)
+    demo = build_demo(models, args.model, tuple(args.data_root), downloads_allowed(args), store,
+                      delete_cache(args.files_minutes))
     try:
         # Forward passes have their own group (one at a time, in order, each page shown its place). Views are
         # short and get no limit: a view whose page's analysis was evicted waits for it to run again, and with a
@@ -115,7 +151,7 @@ def main(argv=None) -> None:
         # at once). The thread pool is widened so that such waits cannot use it up.
         demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-            footer_links=["api"], max_threads=VIEW_THREADS)
+            footer_links=["api"], max_threads=VIEW_THREADS, max_file_size=int(args.max_upload_mb * MB))
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
         os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit
