@@ -194,3 +194,35 @@ def test_old_exported_figures_are_deleted_when_a_new_one_is_written(tmp_path, mo
     os.utime(old, (time.time() - export.EXPORT_MAX_AGE_S - 5,) * 2)
     new = export.write_png(matplotlib.figure.Figure(figsize=(1, 1)), "view")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["recent.png", Path(new).name])
+
+
+def test_gradio_s_own_state_of_a_page_fits_what_the_budget_sets_aside_for_it():
+    """Gradio copies the page's configuration for every page it keeps: measured here with tracemalloc, it must
+    stay under GRADIO_PAGE_MB, the share of --memory-budget-mb the app sets aside for each page state."""
+    import gc
+    import tracemalloc
+
+    from gradio.state_holder import SessionState
+
+    from webapp.models import ModelCache
+    from webapp.page import build_demo
+    demo = build_demo(ModelCache(optimize=False), "tiny")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        states = [SessionState(demo) for _ in range(10)]
+        gc.collect()
+        grown = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert len(states) == 10 and 100_000 < grown / 10 < cli.GRADIO_PAGE_MB * 2**20
+
+
+def test_the_budget_covers_gradio_s_page_states_and_must_leave_room_for_analyses(capsys):
+    args = cli.parse_args(["--model", "tiny", "--memory-budget-mb", "100", "--max-sessions", "50"])
+    assert cli.store_budget_bytes(args) == round((100 - 2 * 50 * 0.3) * 2**20)  # 70 MB for images and analyses
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--model", "tiny", "--memory-budget-mb", "30", "--max-sessions", "50"])
+    assert ("--memory-budget-mb 30 is too small for --max-sessions 50: Gradio's own state for 100 pages takes 30 MB"
+            " of it; raise the budget or lower --max-sessions") in capsys.readouterr().err

@@ -270,6 +270,7 @@ def test_pages_past_the_cap_are_refused_until_one_closes_or_goes_idle():
         store.put((page_id, "source"), b"png", group=page_id, owner=page_id, source=True)
     store.admit("a")  # a page already counted may analyse again
     store.admit(None)  # code with no page (scripts, tests) is not counted
+    store.put(("script", "source"), b"png", group="script", source=True)  # nor are its images
     with pytest.raises(PageLimitError, match=r"^this server is already showing analyses to 2 pages, the most it"
                                              r" takes at once \(set by whoever runs it with --max-sessions 2\)"):
         store.admit("c")

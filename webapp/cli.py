@@ -29,6 +29,12 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 # Uploaded files and the files the page is sent (views, figures) are deleted once this old; checked every
 # quarter of it, at least every minute. The page itself keeps its image in memory, not in these files.
 DEFAULT_FILES_MINUTES = 60.0
+# Gradio keeps a state of its own for every page that has called the server (a copy of the page's configuration:
+# 281 KB for this page, measured with tracemalloc; tests/test_app_limits.py holds it under this), up to
+# `state_session_capacity` pages, 10,000 by default: 2.8 GB outside any budget. The app keeps at most twice
+# --max-sessions of them (the least recently used go first) and sets their memory aside from --memory-budget-mb.
+GRADIO_PAGE_MB = 0.3
+PAGE_STATES_PER_SESSION = 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,9 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--auto-timeout", type=float, default=2.0,
                         help="seconds to wait for the official weights' server when choosing 'auto'")
     parser.add_argument("--memory-budget-mb", type=float, default=DEFAULT_BUDGET_MB,
-                        help="memory for all pages' analyses together (default %(default)s MB: about 16 DETR-R50"
-                             " analyses of 800x1066 images); beyond it the least recently used page's analysis is"
-                             " set aside and run again when that page is next used")
+                        help="memory for all pages together (default %(default)s MB: about 16 DETR-R50"
+                             " analyses of 800x1066 images, their images, and Gradio's own state of the pages, 0.3"
+                             " MB each for up to twice --max-sessions); beyond it the least recently used page's"
+                             " analysis is set aside and run again when that page is next used")
     parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
                         help="set aside an analysis nobody has looked at for this long (default %(default)s)")
     parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_PAGES,
@@ -81,6 +88,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         ("--files-minutes", args.files_minutes)):
         if not value > 0:
             parser.error(f"{flag} {value:g}: must be a positive number")
+    if store_budget_bytes(args) <= 0:
+        parser.error(f"--memory-budget-mb {args.memory_budget_mb:g} is too small for --max-sessions"
+                     f" {args.max_sessions}: Gradio's own state for {PAGE_STATES_PER_SESSION * args.max_sessions}"
+                     f" pages takes {page_states_mb(args.max_sessions):g} MB of it; raise the budget or lower"
+                     " --max-sessions")
     if is_filesystem_root(Path.cwd()) and not args.data_root:
         parser.error(f"started from {Path.cwd()}, the file system's root: the page could open any file on this"
                      f" machine. Start it from the folder that holds your data, or name that folder with"
@@ -92,6 +104,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.precision == "bfloat16" and args.no_optimize:
         parser.error("--precision bfloat16 applies to the optimised model; drop --no-optimize")
     return args
+
+
+def page_states_mb(max_sessions: int) -> float:
+    """The part of the memory budget set aside for Gradio's own state of the pages it keeps."""
+    return PAGE_STATES_PER_SESSION * max_sessions * GRADIO_PAGE_MB
+
+
+def store_budget_bytes(args: argparse.Namespace) -> int:
+    """What is left of --memory-budget-mb for the pages' images and analyses."""
+    return int((args.memory_budget_mb - page_states_mb(args.max_sessions)) * MB)
 
 
 def downloads_allowed(args: argparse.Namespace) -> bool:
@@ -141,7 +163,7 @@ def main(argv=None) -> None:
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision)
     models.warm(args.model)  # in the background: the page is up at once, the first upload waits if needed
-    store = InspectionStore(int(args.memory_budget_mb * MB), args.idle_minutes * 60, max_pages=args.max_sessions)
+    store = InspectionStore(store_budget_bytes(args), args.idle_minutes * 60, max_pages=args.max_sessions)
     demo = build_demo(models, args.model, tuple(args.data_root), downloads_allowed(args), store,
                       delete_cache(args.files_minutes))
     try:
@@ -151,7 +173,8 @@ def main(argv=None) -> None:
         # at once). The thread pool is widened so that such waits cannot use it up.
         demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-            footer_links=["api"], max_threads=VIEW_THREADS, max_file_size=int(args.max_upload_mb * MB))
+            footer_links=["api"], max_threads=VIEW_THREADS, max_file_size=int(args.max_upload_mb * MB),
+            state_session_capacity=PAGE_STATES_PER_SESSION * args.max_sessions)
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
         os._exit(USAGE_ERROR)  # the model threads (loading, compiling) must neither hold nor abort the exit

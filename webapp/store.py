@@ -210,7 +210,7 @@ class InspectionStore:
         for entry in self._entries.values():
             if entry.owner is not None:
                 last_used[entry.owner] = max(last_used.get(entry.owner, entry.last_used), entry.last_used)
-        holding = {e.owner for e in self._entries.values() if e.source}
+        holding = {e.owner for e in self._entries.values() if e.source and e.owner is not None}
         return {owner for owner in holding if now - last_used[owner] <= self.idle_seconds}
 
     def admit(self, owner: str | None) -> None:
