@@ -198,7 +198,7 @@ class InspectionStore:
 
     def discard(self, key: Hashable) -> None:
         """Drop one entry if it is here (a copy that another entry now holds)."""
-        self._release(lambda e, k=key: False, keys={key})
+        self._release(lambda entry: False, keys={key})
 
     def active_pages(self) -> set[str]:
         """The pages (owners) that hold a source entry and used any of their entries within the idle time."""
