@@ -38,8 +38,8 @@ def _r50_session(image_path: str) -> Session:
     ins = detr_core.inspect_image(model, image)
     print(f"one R50 forward with full capture: {time.perf_counter() - start:.1f} s, grid {ins.feature_size},"
           f" encoder attention {ins.encoder_attention.nbytes / 1e6:.0f} MB")
-    session = Session("r50", ins.image, "detr-r50 (random weights)", InspectionStore(), ModelCache())
-    session.keep(ins)  # as the app keeps it: in the store (its budget holds one R50 inspection many times over)
+    # as the app keeps it: in the store (its budget holds one R50 inspection many times over)
+    session = Session.start(InspectionStore(), ModelCache(), ins, "detr-r50 (random weights)", key="r50")
     return session
 
 

@@ -2,6 +2,10 @@
 
     python -m benchmarks.load [--model r50|tiny|PATH] [--sessions 60] [--rounds 3] [--size 800x1066]
                               [--think 1.0] [--app-arg=--memory-budget-mb=1536 ...]
+    python -m benchmarks.load --visitors 300 --model tiny [--size 1333x1333] [--concurrency 16] [--app-arg=...]
+
+`--visitors N`: the many-visitors run instead (benchmarks/visitors.py): N pages, each one analysis and one view,
+and whether the server's peak resident size stays within its memory budget.
 
 Starts the app on a free loopback port (`--model r50`: a DETR-R50 with random weights, written here with
 build_model(DETRConfig()) + save_model) and waits for it to compile its backbone (`--during-compile`: not),
@@ -255,9 +259,7 @@ def _expected_session(model, models, store, i: int, image: Path):
     import detr_core
     from webapp.session import Session
     ins = detr_core.inspect_image(model, detr_core.load_image(image))
-    session = Session(f"expected-{i}", ins.image, "expected", store, models)
-    session.keep(ins)
-    return session
+    return Session.start(store, models, ins, "expected", key=f"expected-{i}")
 
 
 def _rows_differ(served: list, expected: list) -> str | None:
@@ -479,10 +481,21 @@ def main() -> None:
                         help="start the sessions as soon as the page answers, while the backbone still compiles")
     parser.add_argument("--no-check", action="store_true",
                         help="skip checking the answers (one direct forward pass per session) in memory experiments")
+    parser.add_argument("--visitors", type=int,
+                        help="the many-visitors run: this many pages, each one analysis and one view (--size,"
+                             " --concurrency, --app-arg and --keep apply)")
+    parser.add_argument("--concurrency", type=int, default=16, help="visitors at a time in the --visitors run")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
+    if args.visitors:
+        from benchmarks.visitors import run_visitors, visitors_table
+        report = run_visitors(args.model, args.visitors, (h, w), args.concurrency, tuple(args.app_arg), args.keep)
+        print(visitors_table([report]))
+        for error in report.errors[:10]:
+            print("  ", error)
+        return
     report = run(args.model, args.sessions, args.rounds, (h, w), args.think, tuple(args.app_arg), args.keep,
                  not args.no_check, not args.during_compile)
     print(table(report))

@@ -16,14 +16,15 @@ from .inspection.inspection import Detection, Inspection, inspect_image
 from .inspection.compact import QuantizedProbabilities
 from .model.optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
 from .model.twin import forget_inference_twin, inference_twin
-from .model.preprocess import image_to_tensor, load_image, pad_batch, postprocess, resized_size
+from .model.preprocess import MAX_IMAGE_PIXELS, image_to_tensor, load_image, pad_batch, postprocess, resized_size
 from .weights.loading import BUNDLED, infer_config, load_detr, untrained_model
 
 __all__ = [
     "AttentionMaps", "capture_attention", "atomic_save", "model_checkpoint", "read_checkpoint", "save_model",
     "COCO_CLASS_NAMES", "DETRConfig", "PreprocessConfig", "tiny_config", "CoordinateMap", "DETR",
     "build_model", "MODEL_ZOO", "fetch_checkpoint", "Detection", "Inspection", "inspect_image",
-    "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config", "load_detr",
+    "MAX_IMAGE_PIXELS", "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config",
+    "load_detr",
     "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
     "inference_twin", "forget_inference_twin",
 ]

@@ -270,8 +270,8 @@ def _direction_session() -> tuple[Session, np.ndarray, np.ndarray]:
     encoder = np.stack([[uniform, uniform], [hand, uniform]])  # [L=2, heads=2, 9, 9]
     coords = detr_core.CoordinateMap(image_size=(192, 192), input_size=(96, 96), feature_size=(3, 3), stride=32)
     inspection = hand_inspection(coords, encoder=encoder)
-    session = Session("hand-made", inspection.image, "hand-made", InspectionStore(), ModelCache(optimize=False))
-    session.keep(inspection)  # as the app keeps it: the inspection in the store
+    # as the app keeps it: the image and the inspection in the store
+    session = Session.start(InspectionStore(), ModelCache(optimize=False), inspection, "hand-made", key="hand-made")
     return session, (looks_from / looks_from.max()).reshape(3, 3), (looked_at / looked_at.max()).reshape(3, 3)
 
 

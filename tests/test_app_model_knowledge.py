@@ -25,9 +25,7 @@ def _silent_model():
 
 def _session(inspection, model_source: str) -> Session:
     """A page's session as the app keeps it: the image and model name, the inspection in the store."""
-    session = Session(model_source, inspection.image, model_source, InspectionStore(), ModelCache(optimize=False))
-    session.keep(inspection)
-    return session
+    return Session.start(InspectionStore(), ModelCache(optimize=False), inspection, model_source, key=model_source)
 
 
 def test_the_status_line_lists_the_classes():

@@ -4,6 +4,9 @@ Non-square images throughout, in both orientations, so that a swapped height and
 """
 import io
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from PIL import Image
 
 import detr_core
 from detr_core import PreprocessConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Three queries, two classes and "no object" (last column); logits = log(p), so softmax gives p back.
 PROBS = torch.tensor([[0.6, 0.3, 0.1],  # class 0 at 0.6
@@ -139,6 +144,50 @@ def test_files_that_would_be_too_large_to_open_are_refused(tmp_path, monkeypatch
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL refuses more than twice this
     with pytest.raises(ValueError, match=r"big.png' has too many pixels to open safely; use a smaller image$"):
         detr_core.load_image(tmp_path / "big.png")
+
+
+def test_the_pixel_limit_is_checked_from_the_header_naming_the_size_and_the_limit(tmp_path):
+    Image.new("RGB", (101, 50)).save(tmp_path / "wide.png")  # 5,050 pixels
+    with pytest.raises(ValueError, match=re.escape("wide.png' is 101x50 pixels (0.0 megapixels), more than the"
+                                                   " 0.005 megapixels this program opens; scale it down")):
+        detr_core.load_image(tmp_path / "wide.png", max_pixels=5000)
+    with pytest.raises(ValueError, match=r"^the uploaded bytes is 101x50 pixels"):
+        detr_core.load_image((tmp_path / "wide.png").read_bytes(), max_pixels=5049)
+    assert detr_core.load_image(tmp_path / "wide.png", max_pixels=5050).size == (101, 50)  # at the limit: opens
+    assert detr_core.load_image(tmp_path / "wide.png", max_pixels=None).size == (101, 50)
+    assert detr_core.MAX_IMAGE_PIXELS == 40_000_000 < Image.MAX_IMAGE_PIXELS / 2  # well below Pillow's own
+
+
+def huge_png(path, side: int = 12000):
+    """A single-colour PNG of side x side pixels (144 MP at 12000: under twice Pillow's bomb limit, so Pillow
+    alone would open it) in a file of a few hundred KB."""
+    Image.new("1", (side, side), 1).save(path)  # 1 bit a pixel here: 18 MB while it is written
+    return path
+
+
+MEASURE_OPEN = """
+import resource, sys
+import detr_core
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    detr_core.load_image(sys.argv[1])
+    print("opened")
+except ValueError as err:
+    print(err)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_small_file_of_144_megapixels_is_refused_without_decoding_it(tmp_path):
+    """Measured in a fresh process: the peak resident size grows by less than 50 MB (decoding it to RGB would
+    take 576 MB)."""
+    path = huge_png(tmp_path / "huge.png")
+    assert path.stat().st_size < 2_000_000
+    out = subprocess.run([sys.executable, "-c", MEASURE_OPEN, str(path)], capture_output=True, text=True,
+                         cwd=REPO, timeout=300, check=True).stdout.splitlines()
+    assert out[0].endswith("huge.png' is 12000x12000 pixels (144.0 megapixels), more than the 40 megapixels this"
+                           " program opens; scale it down (e.g. to 4000 px on its longer side) and try again")
+    assert int(out[1]) < 50 * 1024, f"the process grew by {int(out[1]) / 1024:.0f} MB"
 
 
 def test_unreadable_sources_are_named(tmp_path):

@@ -2,6 +2,8 @@
 inspection was evicted, analysed again on their own (downscaled) image with their own model."""
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import threading
 import time
 
@@ -10,12 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
+import gradio as gr
+
 import detr_core
 from conftest import TINY_PREPROCESS
 from webapp import detections_tab, page
 from webapp.models import TINY, ModelCache
-from webapp.session import analyze, prepare_image
-from webapp.store import MB, InspectionStore, measure
+from webapp.session import analyze, encode_png, prepare_image
+from webapp.store import MB, InspectionStore, PageLimitError, measure
 
 
 class Clock:
@@ -116,9 +120,15 @@ def _image(seed: int, size=(400, 600)) -> Image.Image:
 
 
 def _stored_size(cache: ModelCache) -> int:
-    """Bytes one tiny inspection of a 400x600 image takes in the store (its image is the session's)."""
+    """Bytes one tiny session of a 400x600 image takes in the store: the inspection with its image, and the
+    image's PNG."""
     ins = detr_core.inspect_image(cache.get(TINY).model, _image(0))
-    return measure(ins, exclude=frozenset({id(ins.image)}))
+    return measure(ins) + _png_size()
+
+
+def _png_size() -> int:
+    """Bytes of one 400x600 random image as a PNG (random pixels hardly compress: about 0.7 MB)."""
+    return len(encode_png(_image(0)))
 
 
 def _rows(model: torch.nn.Module, image: Image.Image) -> list:
@@ -149,7 +159,7 @@ def test_an_evicted_session_is_analysed_again_with_its_own_model_and_says_so(mod
 def test_sessions_evicting_each_other_while_their_users_change_controls_get_their_own_answers(models):
     cache, other = models
     one = _stored_size(cache)
-    store = InspectionStore(budget_bytes=int(1.5 * one))
+    store = InspectionStore(budget_bytes=int(1.5 * one) + 2 * _png_size())  # the three images and one analysis
     sessions = [analyze(cache, store, cache.get(name), _image(10 + i), owner=f"page-{i}")
                 for i, name in enumerate([TINY, other, TINY])]
     expected = [_rows(cache.get(s.model_source).model, s.image) for s in sessions]
@@ -172,11 +182,11 @@ def test_sessions_evicting_each_other_while_their_users_change_controls_get_thei
 def test_the_downscaled_image_is_what_is_analysed_again(models):
     cache, _ = models
     big = _image(5, size=(1000, 2000))
-    store = InspectionStore(budget_bytes=1)  # everything but the newest entry leaves at once
+    shown, _ = prepare_image(big)
+    store = InspectionStore(budget_bytes=len(encode_png(shown)))  # the image's PNG; all else but the newest leaves
     session = analyze(cache, store, cache.get(TINY), big)
     session.thumbnail(64)  # the newest entry now: the inspection is evicted
     assert session.key not in store
-    shown, _ = prepare_image(big)
     assert session.inspection.image_size == (666, 1333) and session.original_size == (1000, 2000)
     ins = detr_core.inspect_image(cache.get(TINY).model, shown)
     assert np.array_equal(session.inspection.layer_logits, ins.layer_logits)
@@ -189,14 +199,87 @@ def test_a_page_keeps_one_session_in_the_store_and_closing_or_forgetting_it_free
     first = analyze(cache, store, cache.get(TINY), _image(3), owner="page")
     first.thumbnail(64)
     second = analyze(cache, store, cache.get(TINY), _image(4), owner="page")
-    assert store.keys() == [second.key]  # the first analysis and its thumbnail left with it
+    # the first analysis, its image and its thumbnail left with it
+    assert store.keys() == [(second.key, "source"), second.key]
     other = analyze(cache, store, cache.get(TINY), _image(4), owner="other page")
     forget, closed = page._session_lifetime(store)
 
     class Request:
         session_hash = "page"
     closed(Request())
-    assert store.keys() == [other.key]
+    assert store.keys() == [(other.key, "source"), other.key]
     forget(other)
     forget(None)
     assert len(store) == 0 and store.used_bytes == 0
+
+
+def test_a_page_state_holds_keys_only_and_its_image_counts_in_the_budget(models):
+    """gr.State keeps the Session: a few hundred bytes; the image lives in the store, as a PNG and decoded in
+    the inspection, and both count in its budget."""
+    cache, _ = models
+    store = InspectionStore()
+    image = _image(6, size=(500, 700))
+    session = analyze(cache, store, cache.get(TINY), image, owner="page")
+    small = dataclasses.replace(session, store=None, models=None)
+    assert len(pickle.dumps(small)) < 1000
+    png = len(encode_png(image))
+    assert store.used_bytes >= 500 * 700 * 4 + png  # Pillow keeps RGB in 4 bytes a pixel
+    assert store.used_bytes == measure(session.inspection) + png
+    assert session.image.tobytes() == image.tobytes()
+
+
+def test_bytes_count_by_their_length():
+    assert measure(b"x" * 1000) == 1000 and measure([bytearray(10), b"ab"]) == 12
+
+
+def test_images_leave_last_and_a_page_whose_image_left_is_asked_for_it_again(models):
+    cache, _ = models
+    one = _stored_size(cache)
+    store = InspectionStore(budget_bytes=one + 2 * _png_size())  # three images, one analysis
+    sessions = [analyze(cache, store, cache.get(TINY), _image(20 + i), owner=f"page-{i}") for i in range(3)]
+    assert [key for key in store.keys() if key[1:] == ("source",)] == [(s.key, "source") for s in sessions]
+    assert [s.key in store for s in sessions] == [False, False, True]
+    # another page's image, so large that the images alone are over the budget until the oldest one leaves
+    store.put("big", bytes(store.budget_bytes - sum(len(encode_png(_image(20 + i))) for i in (1, 2))), source=True)
+    assert (sessions[0].key, "source") not in store and (sessions[1].key, "source") in store
+    with pytest.raises(gr.Error) as refused:
+        detections_tab.render_detections(sessions[0], 0.0)
+    assert refused.value.message == ("This page's image was set aside to keep the server within its memory (or"
+                                     " after an hour unused); upload it again, or pick an example.")
+    assert _shown_rows(sessions[1]) == _rows(cache.get(TINY).model, _image(21))  # analysed again from its PNG
+
+
+def test_idle_analyses_leave_after_the_idle_time_and_images_after_an_hour():
+    clock = Clock()
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=clock)
+    store.put("image", b"png", group="s", owner="page", source=True)
+    store.put("analysis", _array(1), group="s", owner="page")
+    clock.now = 61
+    assert store.get("other") is None and store.keys() == ["image"]
+    clock.now = 3600
+    assert store.get("other") is None and store.keys() == ["image"]
+    clock.now = 3601
+    assert store.get("other") is None and len(store) == 0 and store.used_bytes == 0
+
+
+def test_pages_past_the_cap_are_refused_until_one_closes_or_goes_idle():
+    clock = Clock()
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=clock, max_pages=2)
+    for page_id in ("a", "b"):
+        store.admit(page_id)
+        store.put((page_id, "source"), b"png", group=page_id, owner=page_id, source=True)
+    store.admit("a")  # a page already counted may analyse again
+    store.admit(None)  # code with no page (scripts, tests) is not counted
+    store.put(("script", "source"), b"png", group="script", source=True)  # nor are its images
+    with pytest.raises(PageLimitError, match=r"^this server is already showing analyses to 2 pages, the most it"
+                                             r" takes at once \(set by whoever runs it with --max-sessions 2\)"):
+        store.admit("c")
+    store.release_owner("b")  # b's tab closed
+    store.admit("c")
+    store.put(("c", "source"), b"png", group="c", owner="c", source=True)
+    clock.now = 30
+    assert store.get(("a", "source")) == b"png"  # a is in use; c is not
+    clock.now = 61
+    assert store.active_pages() == {"a"}
+    store.admit("d")  # c's slot is free: unused for longer than the idle time (its image is still kept)
+    assert ("c", "source") in store

@@ -13,9 +13,10 @@ import gradio as gr
 
 from .models import LoadedModel, ModelCache, describe
 from .session import Session, analyze
-from .store import InspectionStore
+from .store import InspectionStore, PageLimitError
 
 LOAD_FAILED = "Could not load the model"
+SERVER_FULL = "The server is full"
 
 
 def tell(title: str, message: str) -> None:
@@ -57,6 +58,9 @@ def analyze_handler(models: ModelCache, store: InspectionStore | None = None):
         except ValueError as err:  # named by the upload's own file name, not the server's copy of it
             tell("Could not read the image", str(err).replace(str(path), Path(path).name))
             return None, None, status_line(loaded, None)
+        except PageLimitError as err:
+            tell(SERVER_FULL, f"Your image was not analysed: {err}.")
+            return None, None, status_line(loaded, None)
         # The input shows exactly the analysed image (upright, downscaled), so clicks arrive in its pixels.
         return session, session.image, status_line(loaded, session)
     return analyze_image
@@ -76,7 +80,11 @@ def switch_handler(models: ModelCache):
         if loaded is None:
             return gr.skip(), gr.skip(), current, gr.skip()  # the menu goes back to the model in use
         if session is not None:  # the same analysed image, the upload's size remembered for the table
-            session = analyze(models, session.store, loaded, session.image, session.upload_size, session.owner)
+            try:
+                session = analyze(models, session.store, loaded, session.image, session.upload_size, session.owner)
+            except PageLimitError as err:
+                tell(SERVER_FULL, f"The image was not analysed with {model_name}: {err}.")
+                return gr.skip(), gr.skip(), current, gr.skip()
         return session, status_line(loaded, session), gr.skip(), model_name
     return switch_model
 

@@ -119,6 +119,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error:  # already worded for the page (gr.Error is a ValueError whose str() is its repr)
+            raise
         except ValueError as err:
             raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from None
     return wrapper

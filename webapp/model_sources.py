@@ -21,13 +21,28 @@ from .models import HUB_FLAG, MENU, NAMES, ModelCache
 from .store import InspectionStore
 
 ROOT_FLAG = "--data-root"
+PUBLIC_FLAG = "--public"
 # DETR-family models the menu offers (transformers' own implementations; ids from the transformers docs)
 FAMILY_HUB_MODELS = ("SenseTime/deformable-detr", "PekingU/rtdetr_r50vd", "microsoft/conditional-detr-resnet-50")
 FREE_TEXT_HINT = "or type a Hugging Face Hub id (owner/name, owner/name@revision) or a model folder or file"
 
 
-def served_beyond_loopback(host: str, share: bool) -> bool:
-    return share or not (host in ("localhost", "::1") or host.startswith("127."))
+def served_beyond_loopback(host: str, share: bool, public: bool = False) -> bool:
+    """Whether people other than this machine's own users may reach the page: it listens beyond loopback, has a
+    share link, or whoever runs it says so (`public`: behind a reverse proxy every visitor seems local)."""
+    return public or share or not (host in ("localhost", "::1") or host.startswith("127."))
+
+
+def is_filesystem_root(folder: Path) -> bool:
+    """/ (or a drive's root): as an allowed folder it would allow every file."""
+    resolved = folder.resolve()
+    return resolved == Path(resolved.anchor)
+
+
+def allowed_roots(examples: Path, data_roots: tuple[Path, ...], start: Path) -> tuple[Path, ...]:
+    """The folders a page may open files under: the bundled examples, the start folder (never the file system's
+    root: a service manager starts programs in /), and the --data-root folders."""
+    return (examples, *(() if is_filesystem_root(start) else (start,)), *data_roots)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from .analysis import readable_upload, status_handler
 from .bundled import EXAMPLES_DIR, example_images
 from .context import NO_IMAGE_HINT, AppContext, Step, ViewSlot
 from .controls import not_for_model, unavailable
-from .model_sources import (FREE_TEXT_HINT, SourcePolicy, analyze_handler, menu_choices, preload_handler,
-                            switch_handler)
+from .model_sources import (FREE_TEXT_HINT, SourcePolicy, allowed_roots, analyze_handler, menu_choices,
+                            preload_handler, switch_handler)
 from .models import ModelCache
 from .session import MAX_SIDE, Session
 from .store import InspectionStore
@@ -157,16 +157,18 @@ def _session_lifetime(store: InspectionStore):
 
 
 def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[Path, ...] = (),
-               hub_downloads: bool = True, store: InspectionStore | None = None) -> gr.Blocks:
-    """The page. `data_roots`: folders, besides the bundled examples and the working folder, whose data sets and
-    models it may open. `hub_downloads`: whether the page may fetch Hub models that are not cached yet. `store`:
-    where every page's inspections are kept, within its memory budget (default budget if None)."""
-    roots = (EXAMPLES_DIR, Path.cwd(), *data_roots)
+               hub_downloads: bool = True, store: InspectionStore | None = None,
+               delete_cache: tuple[int, int] | None = None) -> gr.Blocks:
+    """The page. `data_roots`: folders, besides the bundled examples and the working folder (unless that is /),
+    whose data sets and models it may open. `hub_downloads`: whether the page may fetch Hub models that are not
+    cached yet. `store`: where every page's inspections are kept, within its memory budget (default budget if
+    None). `delete_cache`: Gradio's (frequency, age) in seconds for deleting old uploads and files sent out."""
+    roots = allowed_roots(EXAMPLES_DIR, data_roots, Path.cwd())
     policy = SourcePolicy(roots, hub_downloads, frozenset({model_name}))
     menu = menu_choices(model_name)
     store = InspectionStore() if store is None else store
     forget, closed = _session_lifetime(store)
-    with gr.Blocks(title="DETR Lens", analytics_enabled=False) as demo:
+    with gr.Blocks(title="DETR Lens", analytics_enabled=False, delete_cache=delete_cache) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown("Loading the model...", elem_id="model-status")
         session = gr.State(None, delete_callback=forget)
