@@ -157,8 +157,9 @@ def test_an_installed_copy_finds_its_model_and_examples_from_any_folder(tmp_path
         assert f"from {entry} import main" in (target / "bin" / script).read_text()
 
 
-def test_the_readme_lists_every_flag_of_the_app(capsys):
+def test_the_readme_lists_every_flag_of_the_app(capsys, monkeypatch):
     """The README's flag list had fallen behind the command line (--allow-hub-download, --auto-timeout)."""
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps its help at the terminal's width, splitting flags
     with pytest.raises(SystemExit):
         cli.parse_args(["--help"])
     flags = set(re.findall(r"(--[a-z][a-z0-9-]+)", capsys.readouterr().out)) - {"--help"}

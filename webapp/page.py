@@ -7,6 +7,7 @@ module with `build(ctx)` added to INSPECT or TEACH.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -80,9 +81,12 @@ def _views_for(ctx: AppContext):
 
 
 def _after_analysis(event, generation: gr.State) -> None:
-    """After an analysis (or a clear, or a failed upload) the page's analysis generation goes up by one; the one
-    listener of that (`_refresh_on_new_analysis`) redraws every view."""
-    event.success(lambda n: n + 1, generation, generation, api_visibility="undocumented", show_progress="hidden")
+    """After an analysis (or a clear, or a failed upload) the page's analysis generation takes a new value; the one
+    listener of that (`_refresh_on_new_analysis`) redraws every view. A new value each time (a clock reading, not
+    a count read from the page, which two quick analyses could both read as n and both set to n + 1), and
+    trigger_mode "multiple", so that no analysis' mark is dropped while another's is on its way."""
+    event.success(time.monotonic_ns, None, generation, api_visibility="undocumented", show_progress="hidden",
+                  trigger_mode="multiple")
 
 
 def _refresh_on_new_analysis(ctx: AppContext, generation: gr.State) -> None:
@@ -172,7 +176,7 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
         gr.Markdown(INTRO)
         status = gr.Markdown("Loading the model...", elem_id="model-status")
         session = gr.State(None, delete_callback=forget)
-        generation = gr.State(0)  # the page's analyses, counted: each new one redraws every view
+        generation = gr.State(0)  # a new value after each analysis (or clear): every view redraws
         model_in_use = gr.State(model_name)  # the menu name in use: the menu returns to it if a model fails
         with gr.Row():
             with gr.Column(scale=5):  # 5:8 leaves the seven teaching tabs room on one row at 1280 px
@@ -185,22 +189,25 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
 
         analyze = analyze_handler(models, policy, store)
         analysis_out = [session, image, status]
-        # each event that runs a model first loads it outside the forward group (LOAD, no limit): see preload_handler.
-        # always_last: an upload made while the previous one is still being loaded or analysed is analysed next
-        # (the default mode, "once", drops it, and the page would go on showing the previous image's analysis)
-        preload = dict(fn=preload_handler(models, policy), inputs=model, outputs=status, concurrency_limit=None,
-                       concurrency_id=LOAD, api_visibility="undocumented", trigger_mode="always_last")
-        _after_analysis(image.upload(**preload).then(analyze, [image, model], analysis_out, api_name="analyze",
-                                                     concurrency_limit=1, concurrency_id=FORWARD,
-                                                     trigger_mode="always_last"), generation)
-        _after_analysis(examples.load_input_event.then(**preload).then(
+        # An upload runs the model the page already has (loaded when it was chosen, by the menu's preload below)
+        # in ONE step, whose inputs are read when the upload happens; trigger_mode "multiple" queues an upload
+        # made while the previous one is still being analysed instead of dropping it (the default, "once", left
+        # the page on the previous image's analysis; "always_last" re-reads the image box later, by then holding
+        # the previous analysis' output). The forward group runs them one at a time, in order.
+        _after_analysis(image.upload(analyze, [image, model], analysis_out, api_name="analyze",
+                                     concurrency_limit=1, concurrency_id=FORWARD, trigger_mode="multiple"),
+                        generation)
+        _after_analysis(examples.load_input_event.then(
             analyze, [image, model], analysis_out, api_name="analyze_example", concurrency_limit=1,
-            concurrency_id=FORWARD, trigger_mode="always_last"), generation)
+            concurrency_id=FORWARD, trigger_mode="multiple"), generation)
+        # A new model is first loaded outside the forward group (LOAD, no limit; see preload_handler), so that a
+        # load holds up only the page that asked for it.
+        preload = dict(fn=preload_handler(models, policy), inputs=model, outputs=status, concurrency_limit=None,
+                       concurrency_id=LOAD, api_visibility="undocumented")
         # .change, not .input: the menu fires .input twice for one pick with the mouse (gradio 6.31)
         _after_analysis(model.change(**preload).then(
             switch_handler(models, policy), [model, model_in_use, session], [session, status, model, model_in_use],
-            api_name="set_model", concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden",
-            trigger_mode="always_last"), generation)
+            api_name="set_model", concurrency_limit=1, concurrency_id=FORWARD, show_progress="hidden"), generation)
         _after_analysis(image.clear(lambda: None, None, session, api_name="clear"), generation)
         demo.load(status_handler(models, model_name), None, status, api_name="status")
         demo.unload(closed)
