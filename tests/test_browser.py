@@ -26,7 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 TIMEOUT_MS = 60_000
 VIEWS = {"inspect": ["detections", "decoder", "encoder"],
          "teach": ["teach-pipeline", "teach-layers", "teach-queries", "teach-matching", "teach-slots",
-                   "teach-explain", "teach-ablation"]}
+                   "teach-explain", "teach-faithful", "teach-ablation"]}
 CLOSED_PORT = 9  # "discard": nothing listens there, so a download through it fails at once, on this machine
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
