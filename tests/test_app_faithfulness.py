@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import viz.faithfulness
-from webapp import teach_faithfulness
+from webapp import faithfulness_panel as teach_faithfulness
 from webapp.models import ModelCache
 from webapp.session import analyze
 from webapp.store import InspectionStore

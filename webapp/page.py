@@ -14,8 +14,8 @@ import gradio as gr
 import viz
 
 from . import decoder_tab, detections_tab, encoder_tab, redraw
-from . import (teach_ablation, teach_explain, teach_faithfulness, teach_layers, teach_matching, teach_pipeline,
-               teach_queries, teach_slots)
+from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries,
+               teach_slots)
 from .analysis import readable_upload, status_handler
 from .bundled import EXAMPLES_DIR, example_images
 from .context import NO_IMAGE_HINT, AppContext, Step, ViewSlot
@@ -27,8 +27,7 @@ from .store import InspectionStore
 
 log = logging.getLogger(__name__)
 INSPECT = (detections_tab, decoder_tab, encoder_tab)
-TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_faithfulness,
-         teach_ablation)
+TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
 INTRO = f"""# DETR Lens
 Upload an image (or pick an example), then explore what DETR computed in its single forward pass:

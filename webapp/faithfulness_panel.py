@@ -1,5 +1,8 @@
-"""Teaching tab "How faithful is this map?": deletion and insertion curves of every explanation of one
-detection (detr_core.faithfulness), with random, box and centre baselines, and D-RISE on its own button."""
+"""The decoder tab's panel "How faithful is this map?": deletion and insertion curves of every explanation of the
+chosen query (detr_core.faithfulness), with random, box and centre baselines, and D-RISE on its own button.
+
+Nothing is kept after a run (the curves are drawn and returned), so the panel adds nothing to the inspection
+store's memory budget; its perturbed batches run inside the store's forward_pass, one heavy run at a time."""
 from __future__ import annotations
 
 import gradio as gr
@@ -11,7 +14,7 @@ from .context import AppContext, Step
 from .controls import require, user_errors
 from .models import ModelCache
 from .session import Session
-from .teach_common import chosen_query, query_dropdown_update, session_model
+from .teach_common import chosen_query, session_model
 
 EXPLANATION = ("Does a map show what the detection depends on? Delete the map's most salient pixels first: if it "
                "is right, the detection's score falls fast (low deletion area); restore them first from a blurred "
@@ -46,23 +49,22 @@ def faithfulness_handler(models: ModelCache, store, with_drise: bool):
 
 
 @user_errors
-def refresh(session: Session | None, query):
-    ins = require(session).inspection
-    return query_dropdown_update(ins, None), None, None, "Choose a detection and press **Test every map**."
+def refresh(session: Session | None):
+    """After a new analysis: the previous image's curves withdrawn."""
+    require(session)
+    return None, None, "Choose a query above and press **Test every map**."
 
 
-def build(ctx: AppContext) -> None:
-    with ctx.view("How faithful is this map?", "teach-faithful",
-                  "deletion and insertion tests of every map for one detection"):
+def build(ctx: AppContext, query: gr.Number) -> None:
+    """The panel, folded, inside the decoder tab's view; `query` is the tab's chosen query."""
+    with gr.Accordion("How faithful is this map?", open=False, elem_id="faithful"):
         gr.Markdown(EXPLANATION)
         with gr.Row():
-            query = gr.Dropdown([], label="Detection (query, most confident first)", elem_id="faithful-query",
-                                scale=3)
-            steps = gr.Slider(4, 20, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="faithful-steps", scale=1)
+            steps = gr.Slider(4, 20, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="faithful-steps", scale=2)
             button = gr.Button("Test every map", variant="primary", elem_id="faithful-run", scale=1)
         with gr.Row():
             masks = gr.Number(DEFAULT_MASKS, precision=0, minimum=1, maximum=MAX_MASKS, label="D-RISE masks "
-                              "(one forward each)", elem_id="faithful-masks", scale=1)
+                              "(one forward each)", elem_id="faithful-masks", scale=2)
             drise = gr.Button("Test with a D-RISE map too", elem_id="faithful-drise", scale=1)
         info = gr.Markdown(elem_id="faithful-info")
         plot = gr.Image(label="Deletion | insertion", interactive=False, format="png", elem_id="faithful-plot",
@@ -72,7 +74,7 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(viz.faithfulness.CAVEAT, elem_id="faithful-caveat")
     inputs = [ctx.session, query, steps, masks]
     button.click(faithfulness_handler(ctx.models, ctx.store, False), inputs, [plot, table, info],
-                 api_name="teach_faithfulness", concurrency_limit=1, concurrency_id="forward")
+                 api_name="faithfulness", concurrency_limit=1, concurrency_id="forward")
     drise.click(faithfulness_handler(ctx.models, ctx.store, True), inputs, [plot, table, info],
-                api_name="teach_faithfulness_drise", concurrency_limit=1, concurrency_id="forward")
-    ctx.after_analysis.append(Step(refresh, [ctx.session, query], [query, plot, table, info]))
+                api_name="faithfulness_drise", concurrency_limit=1, concurrency_id="forward")
+    ctx.after_analysis.append(Step(refresh, [ctx.session], [plot, table, info]))
