@@ -10,6 +10,7 @@ from torchvision.ops import box_iou
 import torch
 
 from detr_core.faithfulness import compare_explanations, pointing_game
+from detr_core.faithfulness.methods import BASELINE_METHODS
 
 from .stats import mean_interval
 
@@ -50,9 +51,21 @@ def _matched_box(box, gt_boxes: np.ndarray):
     return tuple(float(v) for v in gt_boxes[best]) if float(iou[best]) >= MATCH_IOU else None
 
 
+def method_order(name: str) -> tuple:
+    """Explanations first (attention, layers by number, then the rest by name), the baselines last, in the
+    order compare_explanations tests them."""
+    if name in BASELINE_METHODS:
+        return (2, BASELINE_METHODS.index(name), "")
+    if name == "attention":
+        return (0, 0, "")
+    if name.startswith("layer ") and name[6:].isdigit():
+        return (0, int(name[6:]), "")
+    return (1, 0, name)
+
+
 def summarise(per_image: list[list[dict]]) -> dict:
     """{method: {"deletion_auc", "deletion_auc_ci95", "insertion_auc", "insertion_auc_ci95", "n",
-    "pointing" (hit rate), "pointing_n"}}, methods in the order first seen."""
+    "pointing" (hit rate), "pointing_n"}}, methods in method_order."""
     values: dict[str, list] = {}
     hits: dict[str, list] = {}
     for entries in per_image:
@@ -62,7 +75,8 @@ def summarise(per_image: list[list[dict]]) -> dict:
             for name, hit in entry.get("pointing", {}).items():
                 hits.setdefault(name, []).append(bool(hit))
     summary = {}
-    for name, pairs in values.items():
+    for name in sorted(values, key=method_order):
+        pairs = values[name]
         pairs = np.asarray(pairs, dtype=np.float64)  # [n, 2]
         deletion, deletion_ci = mean_interval(pairs[:, 0])
         insertion, insertion_ci = mean_interval(pairs[:, 1])

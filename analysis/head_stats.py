@@ -103,6 +103,7 @@ def figure(summary: dict, path: Path) -> Path | None:
         ax.set_xlabel("level" if part == "sampling" else "head")
         ax.set_ylabel("layer")
         ax.set_yticks(range(values.shape[0]), [str(i + 1) for i in range(values.shape[0])])
+        ax.set_xticks(range(values.shape[1]), [str(i + 1) for i in range(values.shape[1])])  # 1-based, as the app
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

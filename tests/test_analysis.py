@@ -96,3 +96,19 @@ def test_a_resume_with_other_settings_is_refused(setup, one_process):
     proc = subprocess.run(_command(model, data, one_process, extra=["--limit", "2"]), cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=200)
     assert proc.returncode == 2 and "other settings (limit)" in proc.stderr
+
+
+def test_the_summary_averages_per_detection_with_a_t_interval_in_method_order():
+    from analysis.faithfulness_stats import summarise
+
+    per_image = [[{"auc": {"random": [0.5, 0.4], "layer 2": [0.2, 0.8], "attention": [0.1, 0.9]}}],
+                 [{"auc": {"random": [0.7, 0.2], "layer 2": [0.2, 0.6], "attention": [0.3, 0.7]},
+                   "pointing": {"attention": True, "random": False}}], []]
+    s = summarise(per_image)
+    assert list(s) == ["attention", "layer 2", "random"]
+    # mean 0.2, sd 0.1414, t(0.975, 1) = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert s["attention"]["deletion_auc"] == pytest.approx(0.2)
+    assert s["attention"]["deletion_auc_ci95"] == pytest.approx([0.2 - 1.27062, 0.2 + 1.27062], abs=1e-4)
+    assert s["layer 2"]["deletion_auc_ci95"] == pytest.approx([0.2, 0.2])  # no spread
+    assert s["attention"]["n"] == 2 and s["attention"]["pointing"] == 1.0 and s["attention"]["pointing_n"] == 1
+    assert "pointing" not in s["layer 2"]

@@ -199,3 +199,4 @@ def test_family_models_are_tracked_by_their_own_forward():
     assert r.forwards == 2 + 4
     with pytest.raises(ValueError, match="coords=ins.coords"):
         detr_core.faithfulness(fm, ins.image, q, ins.decoder_map(q), steps=3)
+
