@@ -5,7 +5,7 @@
 For each model: the seconds per perturbed image of one batched forward at each batch size (the median of
 `--runs` batches, run through detr_core.faithfulness.Detector exactly as the tests run them), the fastest batch
 size, and then, at that batch size, one whole comparison of every explanation of one detection as the app's
-panel runs it (steps 8, random over 2 seeds; compare_explanations) with its forwards and seconds. The cost of a
+panel runs it (steps 6, random over 2 seeds; compare_explanations) with its forwards and seconds. The cost of a
 D-RISE mask is one perturbed forward, i.e. the seconds per image at the fastest batch size.
 
 The R50 is DETR-R50-sized with random weights (no download here) on an 800x1066 image; its whole comparison
@@ -26,7 +26,7 @@ import detr_core
 from detr_core.faithfulness import Detector, compare_explanations
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "webapp" / "examples" / "shapes.jpg"
-PANEL_STEPS, PANEL_SEEDS = 8, 2
+PANEL_STEPS, PANEL_SEEDS = 6, 2  # the app panel's defaults (webapp/faithfulness_panel.py)
 
 
 def _model_and_image(name: str):
