@@ -61,3 +61,14 @@ def test_drise_runs_on_its_own_button_with_the_mask_count(session, models, store
 
 def test_the_caveat_says_perturbed_images_leave_the_distribution():
     assert "not natural images" in viz.faithfulness.CAVEAT
+
+
+def test_before_any_image_the_panel_asks_for_one(models, store):
+    for with_drise in (False, True):
+        with pytest.raises(gr.Error, match="Upload an image first"):
+            teach_faithfulness.faithfulness_handler(models, store, with_drise)(None, 0, 6, 10,
+                                                                              progress=lambda *a, **k: None)
+
+
+def test_the_batch_is_smaller_at_r50_sizes():
+    assert teach_faithfulness.batch_size((256, 256)) == 16 and teach_faithfulness.batch_size((800, 1066)) == 4
