@@ -56,7 +56,7 @@ def method_order(name: str) -> tuple:
     order compare_explanations tests them."""
     if name in BASELINE_METHODS:
         return (2, BASELINE_METHODS.index(name), "")
-    if name == "attention":
+    if name in ("attention", "splat"):
         return (0, 0, "")
     if name.startswith("layer ") and name[6:].isdigit():
         return (0, int(name[6:]), "")

@@ -197,6 +197,8 @@ def test_family_models_are_tracked_by_their_own_forward():
     # objectness of a sigmoid model: its best class probability; unperturbed, the query finds itself (IoU 1, cos 1)
     assert r.deletion[0] >= float(ins.probabilities[q, :-1].max()) - 1e-4
     assert r.forwards == 2 + 4
+    c = detr_core.compare_explanations(fm, ins, q, steps=3, random_seeds=1)
+    assert [name for name, _, _ in c.table()] == ["splat", "layer 1", "layer 2", "random", "box", "centre"]
     with pytest.raises(ValueError, match="coords=ins.coords"):
         detr_core.faithfulness(fm, ins.image, q, ins.decoder_map(q), steps=3)
 

@@ -1,8 +1,8 @@
 """Every map the lens can draw for one detection, tested side by side with the same probe (same target,
 baseline and endpoints), plus baselines that anchor the scale:
 
-- attention: the last decoder layer's cross-attention, mean over heads (deformable models: the splat of
-  their sampling weights); "layer k": the same at decoder layer k (1-based);
+- attention: the last decoder layer's cross-attention, mean over heads (deformable models: "splat", their
+  sampling weights splatted on the grid); "layer k": the same at decoder layer k (1-based);
 - rollout (models with dense encoder attention) and relevance (DETR: Chefer et al., teaching/explain.py);
 - random: random values on the feature grid, the curves and AUCs averaged over `random_seeds` seeds;
 - box: 1 inside the detection's own box; centre: a Gaussian at the input's centre (sigma a quarter of each
@@ -45,7 +45,8 @@ class MethodComparison:
 def explanation_maps(model, ins, query: int) -> dict[str, np.ndarray]:
     """Every map the lens draws for `query`, each over ins.coords' feature grid [fh, fw]."""
     layers = ins.layer_logits.shape[0]
-    maps = {"attention": ins.decoder_map(query, layer=-1)}
+    last = "splat" if hasattr(ins, "sampling_points") else "attention"  # deformable: sampling weights splatted
+    maps = {last: ins.decoder_map(query, layer=-1)}
     maps.update({f"layer {k + 1}": ins.decoder_map(query, layer=k) for k in range(layers)})
     encoder = getattr(ins, "encoder_attention", None)
     cells = ins.coords.feature_size[0] * ins.coords.feature_size[1]
