@@ -151,18 +151,6 @@ def test_pointing_game_hits_misses_and_energy():
         pointing_game(m, (5, 5, 5, 9))
 
 
-def test_map_to_input_upsamples_cells_bilinearly():
-    coords = detr_core.CoordinateMap((14, 20), (7, 10), (2, 3), 4)  # image twice the input
-    grid = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    up = coords.map_to_input(grid)
-    assert up.shape == (7, 10)
-    assert up[0, 0] == up[1, 1] == 1.0  # up to the first cell's centre: clamped to it
-    # input pixel (row 6, col 9): grid coordinates (6.5 / 4 - 0.5, 9.5 / 4 - 0.5) = (1.125 -> row 1, 1.875)
-    assert up[6, 9] == pytest.approx(0.125 * 5.0 + 0.875 * 6.0)
-    assert coords.map_to_input(np.ones((14, 20))).shape == (7, 10)
-    assert coords.input_map_to_image(up).shape == (14, 20)
-
-
 def test_random_masks_are_smooth_in_unit_range_and_seeded():
     a = random_masks(4, (30, 44), grid=4, seed=3)
     assert a.shape == (4, 30, 44) and a.min() >= 0 and a.max() <= 1
