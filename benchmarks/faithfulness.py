@@ -72,8 +72,9 @@ def bench(name: str, batch_sizes: list[int], runs: int, full: bool) -> None:
               f" {c.seconds:.1f} s, {time.process_time() - cpu:.1f} CPU-s (measured, relevance's forward+backward"
               " included)")
     else:
-        methods = 3 + ins.layer_logits.shape[0] + 3 + PANEL_SEEDS  # attention, rollout, relevance, layers, ...
-        forwards = 2 + 2 * (PANEL_STEPS - 1) * methods
+        maps = 3 + ins.layer_logits.shape[0] + 2 + PANEL_SEEDS  # attention, rollout, relevance, layers, box,
+        # centre, one random map per seed
+        forwards = 2 + 2 * (PANEL_STEPS - 1) * maps
         print(f"  one detection, every map: {forwards} forwards, about {forwards * per_image[best]:.0f} s "
               "(estimated: forwards x seconds per image; --full-r50 measures it)")
 
