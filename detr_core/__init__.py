@@ -39,3 +39,8 @@ __all__ += [
     "Capabilities", "DeformableInspection", "DenseFamilyInspection", "FamilyModel", "SamplingPoints",
     "capabilities", "inspect_any", "inspect_family", "load_family_model", "load_model", "open_any",
 ]
+
+# Faithfulness of saliency maps: deletion/insertion tracked by D-RISE similarity, pointing game, D-RISE maps.
+from .faithfulness import FaithfulnessResult, MethodComparison, compare_explanations, faithfulness, pointing_game
+
+__all__ += ["FaithfulnessResult", "MethodComparison", "compare_explanations", "faithfulness", "pointing_game"]

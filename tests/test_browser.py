@@ -221,6 +221,21 @@ def test_upload_click_and_choose_a_query(page):
     page.screenshot(path=ARTIFACTS / "browser-3-decoder.png", full_page=True)
 
 
+def test_the_faithfulness_panel_tests_every_map_on_a_click(page):
+    page.get_by_role("tab", name="Decoder", exact=True).click()  # the query chosen there (query 2's tile, above)
+    page.locator("#faithful").get_by_text("How faithful is this map?").click()
+    page.locator("#faithful-steps input[type=number]").fill("4")
+    page.locator("#faithful-steps input[type=number]").press("Enter")
+    page.locator("#faithful-run").click()
+    page.locator("#faithful-info").get_by_text("forwards in").wait_for()
+    page.locator("#faithful-plot img").wait_for()
+    page.wait_for_function("() => document.querySelector('#faithful-table').innerText.includes('relevance')")
+    table = page.locator("#faithful-table").inner_text()
+    assert all(m in table for m in ("attention", "layer 1", "rollout", "random", "box", "centre")), table
+    assert "D-RISE" not in table
+    page.screenshot(path=ARTIFACTS / "browser-3b-faithfulness.png", full_page=True)
+
+
 def test_a_new_upload_withdraws_the_previous_images_export(page):
     page.get_by_role("tab", name="Detections", exact=True).click()
     joins = []

@@ -153,7 +153,8 @@ def test_an_installed_copy_finds_its_model_and_examples_from_any_folder(tmp_path
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"{target / 'detr_core'} True True ['grace_hopper.jpg', 'shapes.jpg', "
                                    "'shapes_wide.jpg']"), shown.stdout
-    for script, entry in (("detr-lens", "webapp.cli"), ("detr-lens-figures", "viz.slides")):
+    for script, entry in (("detr-lens", "webapp.cli"), ("detr-lens-figures", "viz.slides"),
+                          ("detr-lens-analyze", "analysis.cli")):
         assert f"from {entry} import main" in (target / "bin" / script).read_text()
 
 

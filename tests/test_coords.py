@@ -197,3 +197,31 @@ def test_image_points_to_pixels_by_hand():
     out = LOPSIDED.image_points_to_pixels(np.array([[[0.5, 0.25, 9.0]], [[1, 1, 9]]]))
     assert out.shape == (2, 1, 2) and out.dtype == np.float64
     assert out.tolist() == [[[100.0, 25.0]], [[200.0, 100.0]]]
+
+
+def test_map_to_input_upsamples_cells_bilinearly():
+    coords = CoordinateMap((14, 20), (7, 10), (2, 3), 4)  # image twice the input
+    grid = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    up = coords.map_to_input(grid)
+    assert up.shape == (7, 10)
+    assert up[0, 0] == up[1, 1] == 1.0  # up to the first cell's centre: clamped to it
+    # input pixel (row 6, col 9): grid coordinates (6.5 / 4 - 0.5, 9.5 / 4 - 0.5) = (1.125 -> row 1, 1.875)
+    assert up[6, 9] == pytest.approx(0.125 * 5.0 + 0.875 * 6.0)
+    assert coords.map_to_input(np.ones((14, 20))).shape == (7, 10)
+    assert coords.input_map_to_image(up).shape == (14, 20)
+    with pytest.raises(ValueError, match="fits neither"):
+        coords.map_to_input(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        coords.map_to_input(np.ones((2, 3, 1)))
+    with pytest.raises(ValueError, match="input size"):
+        coords.input_map_to_image(np.ones((14, 20)))
+
+
+def test_an_image_map_is_resized_and_a_box_scaled_to_the_input():
+    coords = CoordinateMap((14, 20), (7, 10), (2, 3), 4)
+    image_map = np.zeros((14, 20))
+    image_map[:, 10:] = 1.0  # right half
+    up = coords.map_to_input(image_map)
+    # input column j samples image x = 2j + 0.5 (bilinear, no antialiasing): j = 4 reads 8-9, j = 5 reads 10-11
+    assert up[:, :5].max() == 0.0 and up[:, 5:].min() == 1.0
+    assert coords.box_to_input((2, 4, 10, 14)) == (1.0, 2.0, 5.0, 7.0)

@@ -10,6 +10,7 @@ import gradio as gr
 import viz
 from detr_core.family import capabilities
 
+from . import faithfulness_panel
 from .context import AppContext, Step
 from .controls import (GRID, MEAN, fitted_head, fitted_layer, head_choices, layer_index, parse_head, range_slider,
                        require, skip_before_image, user_errors)
@@ -172,6 +173,7 @@ def build(ctx: AppContext) -> None:
         view = gr.Image(label="Chosen query", show_label=False, interactive=False, format="jpeg",
                         elem_id="query-view")
         export, file = ctx.export_controls("decoder")
+        faithfulness_panel.build(ctx, query)  # "How faithful is this map?" for the chosen query
 
     s, d = ctx.session, ctx.display
     gallery_in = [s, ctx.threshold, show_all, layer, head, *d, display, level]

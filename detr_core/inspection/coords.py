@@ -168,6 +168,48 @@ class CoordinateMap:
         cols = _overlap_1d(fw, x0 / self.stride - grow_cells, x1 / self.stride + grow_cells)  # [fw]
         return rows[:, None] * cols[None, :]  # [fh, fw]
 
+    def map_to_input(self, saliency: np.ndarray) -> np.ndarray:
+        """A 2-D map over the original image (H, W) or the feature grid (fh, fw) -> [h, w] over the unpadded
+        model input. Grid cell (row, col) covers input pixels [col * stride, (col + 1) * stride) (and rows
+        alike), so the grid is upsampled bilinearly (cell centres at cell centres) to fh * stride x fw * stride
+        and cropped to the input; an image map is resized bilinearly. An image-sized map wins a tie."""
+        m = np.asarray(saliency, dtype=np.float32)
+        if m.ndim != 2:
+            raise ValueError(f"a saliency map must be 2-D, (H, W) = {self.image_size} or (fh, fw) = "
+                             f"{self.feature_size}; got shape {m.shape}")
+        h, w = self.input_size
+        if m.shape == tuple(self.image_size):
+            return _resize(m, (h, w))
+        if m.shape == tuple(self.feature_size):
+            fh, fw = self.feature_size
+            return _resize(m, (fh * self.stride, fw * self.stride))[:h, :w]
+        raise ValueError(f"saliency map of shape {m.shape} fits neither the image (H, W) = {self.image_size} nor"
+                         f" the feature grid (fh, fw) = {self.feature_size}")
+
+    def input_map_to_image(self, input_map: np.ndarray) -> np.ndarray:
+        """[h, w] over the unpadded model input -> [H, W] over the original image (bilinear)."""
+        m = np.asarray(input_map, dtype=np.float32)
+        if m.shape != tuple(self.input_size):
+            raise ValueError(f"input map of shape {m.shape}; expected the input size {self.input_size}")
+        return _resize(m, tuple(self.image_size))
+
+    def box_to_input(self, box_xyxy) -> tuple[float, float, float, float]:
+        """x0, y0, x1, y1 in original pixels -> the same box in input pixels (not clipped)."""
+        x0, y0 = self.pixel_to_input(box_xyxy[0], box_xyxy[1])
+        x1, y1 = self.pixel_to_input(box_xyxy[2], box_xyxy[3])
+        return x0, y0, x1, y1
+
+
+def _resize(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map (align_corners=False: pixel centres map to pixel centres)."""
+    if m.shape == tuple(size):
+        return m.astype(np.float32, copy=True)
+    import torch  # here: the rest of this module is numpy only
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]  # [1, 1, h, w]
+    return F.interpolate(t, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
 
 def _overlap_1d(n_cells: int, lo: float, hi: float) -> np.ndarray:
     """[n_cells]: the fraction of each unit cell [k, k+1) inside the interval [lo, hi)."""
