@@ -19,8 +19,11 @@ import torch
 from PIL import Image
 
 from ..weights.hub import parse_hub_ref
+from ..weights.loading import BUNDLED_DIR
 from .registry import PROCESSOR_CLASSES, FamilySpec, spec_for
 
+# Family models this project trains itself and ships as save_pretrained folders (opened by name, offline).
+BUNDLED_FAMILY = {"shapes-deformable": BUNDLED_DIR / "shapes-deformable"}
 
 
 @dataclass
@@ -90,6 +93,8 @@ def open_any(source: str | os.PathLike, device: str | torch.device = "cpu"):
     checkpoint files, Hugging Face DETR folders and Hub ids)."""
     from ..weights.loading import load_model, locate_hf
 
+    if isinstance(source, str) and source in BUNDLED_FAMILY:
+        return load_family_model(source, device)
     if is_family_source(source):
         return load_family_model(source, device)
     if isinstance(source, str) and not Path(source).exists() and parse_hub_ref(source) is not None:
@@ -103,7 +108,7 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
                       cache_dir: str | os.PathLike | None = None) -> FamilyModel:
     """A FamilyModel from a folder or a Hub id ("owner/name": the local cache first, else a download;
     cache_dir: the Hugging Face cache to use, default the standard one)."""
-    folder = Path(os.fspath(source))
+    folder = bundled_folder(source) if isinstance(source, str) and source in BUNDLED_FAMILY else Path(os.fspath(source))
     if not folder.is_dir():
         if not (isinstance(source, str) and parse_hub_ref(source)):
             raise ValueError(f"model source {str(source)!r} is neither a folder nor a Hub id like 'owner/name'")
@@ -120,6 +125,30 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     if note:
         warnings.warn(f"{source}: {note}", stacklevel=2)
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
+
+
+def bundled_folder(name: str) -> Path:
+    """The folder of the bundled family model `name`; RuntimeError saying how to get it when it is not there."""
+    folder = BUNDLED_FAMILY[name]
+    if not (folder / "config.json").is_file():
+        raise RuntimeError(
+            f"the bundled {name!r} model is not bundled yet (expected a save_pretrained folder at {folder}): it is"
+            f" trained with `python -m train --model {name} ...` (README, training section; tools/gpu_stage.sh on"
+            " a GPU). Meanwhile open 'shapes' (the bundled DETR) or a DETR-family folder or Hub id")
+    return folder
+
+
+def bundled_family_names() -> tuple[str, ...]:
+    """The bundled family models present in this install (those a menu can offer)."""
+    return tuple(name for name, folder in BUNDLED_FAMILY.items() if (folder / "config.json").is_file())
+
+
+def processor_for(folder: str | os.PathLike) -> tuple[Any, str]:
+    """The image processor of the model folder `folder` (its preprocessor_config.json, or its type's default)
+    and a note saying why when it is not the folder's own."""
+    folder = Path(os.fspath(folder))
+    spec = spec_for(json.loads((folder / "config.json").read_text()).get("model_type", ""))
+    return _processor_from(folder, spec)
 
 
 def hub_folder(source: str, cache_dir: str | os.PathLike | None = None) -> Path:
