@@ -149,3 +149,27 @@ def test_command_line_trains_resumes_and_refuses_detr_only_flags(tmp_path, four_
     assert "--query-groups: not for a DETR-family run" in capsys.readouterr().err
     assert main(["--model", "no-such-model", *common]) == 2
     assert "neither a named configuration, a folder nor a Hub id" in capsys.readouterr().err
+
+
+def test_two_process_torchrun_run(tmp_path, four_images):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "train",
+           "--model", "rtdetr-tiny", "--data", str(four_images), "--val-data", str(four_images), "--output", str(out),
+           "--batch-size", "1", "--epochs", "2", "--max-steps", "3", "--no-progress"]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 4 images over 2 processes at batch 1: 2 steps per epoch; step 3 stops inside epoch 1
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [(e["epoch"], e["partial"], e["step"]) for e in lines] == [(0, False, 2), (1, True, 3)]
+    assert all(0.0 <= e["val"]["AP"] <= 1.0 and "loss_vfl" in e["train"] for e in lines)
+    assert proc.stdout.count("done: epoch") == 1  # rank 1 prints nothing
+    weights = load_file(out / "last" / "model.safetensors")
+    assert not any(k.startswith("module.") for k in weights)  # saved unwrapped from DDP
+    assert torch.load(out / "last" / "training_state.pth", weights_only=True)["progress"]["step"] == 3
