@@ -173,3 +173,18 @@ def test_two_process_torchrun_run(tmp_path, four_images):
     weights = load_file(out / "last" / "model.safetensors")
     assert not any(k.startswith("module.") for k in weights)  # saved unwrapped from DDP
     assert torch.load(out / "last" / "training_state.pth", weights_only=True)["progress"]["step"] == 3
+
+
+def test_evaluate_command_opens_a_family_folder(tmp_path, four_images):
+    from train.evaluate import main as evaluate_main
+
+    _run(four_images, tmp_path / "run", "deformable-tiny", max_steps=1)
+    out = tmp_path / "ap.json"
+    code = evaluate_main(["--model", str(tmp_path / "run" / "last"), "--data", str(four_images), "--json-out", str(out),
+                          "--attention", "--score-threshold", "0", "--negatives", str(four_images / "images")])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert 0.0 <= result["AP"] <= 1.0 and result["objects"] == 6  # the boxes of the four generated images
+    # at threshold 0 every query of every image is a detection: 10 queries x 4 images
+    assert result["sampling_detections"] == 40 and result["negative_detections"] == 40
+    assert 0.0 <= result["sampling_in_box"] <= 1.0 and len(result["sampling_in_box_per_head"]) == 4
