@@ -10,9 +10,11 @@
 # Knobs (environment): SHAPES_MINUTES, SD_MINUTES (training time of each, default 4), SHAPES_FROM (default the
 # bundled detr_core/assets/shapes.pth), SD_FROM (default the shapes-deformable configuration from scratch; a
 # folder such as an earlier stage's best/ continues it), SD_LR (default 2e-4), EXTRA_FLAGS (added to both
-# training commands, e.g. issue 19's precision flags), N_TRAIN (16000), N_TEST (500), WORKERS (6 per run),
+# training commands, e.g. issue 19's precision flags), N_TRAIN (16000), N_VAL (400), N_TEST (500), N_CROPS (300),
+# WORKERS (6 per run),
 # DEVICE (cuda; cpu for a dry run), OUT (default runs/gpu-stage). A CPU dry run of the whole script:
-#   DEVICE=cpu N_TRAIN=40 N_TEST=12 SHAPES_MINUTES=0.3 SD_MINUTES=0.3 WORKERS=0 tools/gpu_stage.sh run
+#   DEVICE=cpu N_TRAIN=40 N_VAL=8 N_TEST=8 N_CROPS=4 SHAPES_MINUTES=0.3 SD_MINUTES=0.3 WORKERS=0 \
+#   BATCH=4 OUT=/tmp/gpudry tools/gpu_stage.sh run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
@@ -34,11 +36,12 @@ fi
 [ "$MODE" = run ] || { echo "usage: tools/gpu_stage.sh prepare|run" >&2; exit 2; }
 
 OUT=${OUT:-runs/gpu-stage}; mkdir -p "$OUT"
-DEVICE=${DEVICE:-cuda}; WORKERS=${WORKERS:-6}; N_TRAIN=${N_TRAIN:-16000}; N_TEST=${N_TEST:-500}
+DEVICE=${DEVICE:-cuda}; WORKERS=${WORKERS:-6}; BATCH=${BATCH:-32}
+N_TRAIN=${N_TRAIN:-16000}; N_VAL=${N_VAL:-400}; N_TEST=${N_TEST:-500}; N_CROPS=${N_CROPS:-300}
 SHAPES_MINUTES=${SHAPES_MINUTES:-4}; SD_MINUTES=${SD_MINUTES:-4}
 SHAPES_FROM=${SHAPES_FROM:-detr_core/assets/shapes.pth}; SD_FROM=${SD_FROM:-shapes-deformable}; SD_LR=${SD_LR:-2e-4}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
-W=/tmp/stage; mkdir -p $W
+W=/tmp/stage; rm -rf $W; mkdir -p $W
 exec > >(tee "$OUT/console.log") 2>&1
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 t0=$(date +%s); lap() { echo "== $1: $(( $(date +%s) - t0 )) s"; }
@@ -58,17 +61,17 @@ lap install
 # 2. data: the mixed-scene sets of stages 5-7 (README) and the three measurement sets
 $PY -m train.synthetic --out $W/mix-train --images "$N_TRAIN" --seed 21 --backgrounds mixed --photos data/photos/train \
     --empty-fraction 0.3 --distractors 0.6 --workers 16
-$PY -m train.synthetic --out $W/mix-val --images 400 --seed 22 --backgrounds mixed --photos data/photos/train \
+$PY -m train.synthetic --out $W/mix-val --images "$N_VAL" --seed 22 --backgrounds mixed --photos data/photos/train \
     --empty-fraction 0.3 --distractors 0.6 --workers 16
 $PY -m train.synthetic --out $W/shapes-test --images "$N_TEST" --seed 7 --workers 16
 $PY -m train.synthetic --out $W/shapes-photo-test --images "$N_TEST" --seed 8 --backgrounds photos \
     --photos data/photos/heldout --workers 16
-$PY -m train.synthetic --out $W/negatives-crops --images 300 --seed 9 --backgrounds photos \
+$PY -m train.synthetic --out $W/negatives-crops --images "$N_CROPS" --seed 9 --backgrounds photos \
     --photos data/photos/heldout --empty-fraction 1 --workers 16
 lap data
 
 # 3. both stages at once on the one GPU (each is far from filling it)
-common="--data $W/mix-train --val-data $W/mix-val --epochs 1000 --lr-drop 1000 --batch-size 32 --device $DEVICE \
+common="--data $W/mix-train --val-data $W/mix-val --epochs 1000 --lr-drop 1000 --batch-size $BATCH --device $DEVICE \
   --workers $WORKERS --no-progress $EXTRA_FLAGS"
 $PY -m train $common --config shapes --query-groups 6 --output $W/shapes --init-from "$SHAPES_FROM" \
     --lr 5e-5 --lr-backbone 2.5e-5 --warmup-steps 100 --seed 50 --max-minutes "$SHAPES_MINUTES" \
@@ -80,7 +83,7 @@ sd_pid=$!
 status=0
 wait $shapes_pid || { echo "shapes training failed"; status=1; }
 wait $sd_pid || { echo "shapes-deformable training failed"; status=1; }
-tail -3 "$OUT/shapes-train.log" "$OUT/sd-train.log"
+tail -n 3 "$OUT/shapes-train.log" "$OUT/sd-train.log"
 lap train
 
 # 4. the measurements of the README, on both models' best checkpoints
