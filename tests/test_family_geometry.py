@@ -12,6 +12,7 @@ from detr_core.inspection.coords import CoordinateMap, FeatureLevel, infer_strid
     ((800, 1066), (100, 134), 8),  # ResNet C3: 1066 / 8 = 133.25 rounds up
     ((800, 1066), (25, 34), 32),
     ((800, 1066), (13, 17), 64),  # the extra stride-2 level on C5
+    ((214, 427), (4, 7), 64),  # 427 / 7 = 61 fits too; ceil(214 / 64) = 4, ceil(427 / 64) = 7: the power of two
     ((640, 640), (20, 20), 32),  # 33 fits too; the power of two wins
     ((560, 560), (40, 40), 14),  # DINOv2 patches
 ])

@@ -1,8 +1,9 @@
-"""``python -m train``: train or fine-tune a DETR on COCO-format data.
+"""``python -m train``: train or fine-tune a DETR, or a DETR-family model (``--model``), on COCO-format data.
 
     python -m train --data DIR --val-data DIR --output DIR --config shapes
     python -m train --data ann.json --images DIR --init-from detr-r50 --config r50 ...
     python -m train --data DIR --init-from facebook/detr-resnet-50 --config r50 --export-hf hf-out ...
+    python -m train --data DIR --model PekingU/rtdetr_r50vd ...   (DETR family, train/family_cli.py)
     torchrun --nproc_per_node 2 -m train ...        (same flags, several processes)
 
 Flags become a ``RunConfig``; nothing below this file sees argparse.
@@ -19,6 +20,9 @@ from . import checkpoints
 from .coco_file import DataSource
 from .configs import NAMED_CONFIGS, TrainConfig, named_config
 from .distributed import cleanup, init_distributed
+from .family_cli import family_run_config, is_family_run
+from .family_configs import NAMED_FAMILY
+from .family_step import train_family
 from .loop import RunConfig, train
 
 
@@ -30,8 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-data", type=Path, help="validation set, same forms as --data")
     p.add_argument("--val-images", type=Path, help="image folder when --val-data is a file")
     p.add_argument("--output", required=True, type=Path, help="checkpoints and log.jsonl go here")
-    p.add_argument("--config", default="shapes", choices=sorted(NAMED_CONFIGS),
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
                    help="named recipe (model, sizes, optimiser); default shapes")
+    p.add_argument("--model", help="a DETR-family model through transformers (train/family_step.py): a folder "
+                                   "or Hub id to fine-tune, or a named configuration from scratch: "
+                                   + ", ".join(sorted(NAMED_FAMILY)))
     p.add_argument("--epochs", type=int, help="default: the recipe's")
     p.add_argument("--batch-size", type=int, help="per process; default: the recipe's")
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
@@ -72,7 +79,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume is not None:
         recipe = TrainConfig.from_dict(checkpoints.load_for_resume(args.resume)["train_config"])
     else:
-        recipe = named_config(args.config)
+        recipe = named_config(args.config or "shapes")
     optim = {k: v for k, v in (("lr", args.lr), ("lr_backbone", args.lr_backbone),
                                ("warmup_steps", args.warmup_steps), ("lr_drop_epochs", args.lr_drop))
              if v is not None}
@@ -112,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        result = train(run_config(args), info)
+        if is_family_run(args):
+            result = train_family(family_run_config(args), info)
+        else:
+            result = train(run_config(args), info)
     except (ValueError, RuntimeError) as err:  # bad input (2); diverged or unavailable model (3)
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 3

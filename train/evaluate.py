@@ -25,13 +25,16 @@ from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.ops import box_convert
 
-from detr_core import load_model, postprocess
+from detr_core import postprocess
+from detr_core.family import FamilyModel, load_model as open_model
 
 from .attention_metric import attention_in_boxes
 from .coco_file import DataSource
 from .dataset import CocoDetection, LabelMap, collate
 from .negatives import false_positives
 from .distributed import DistInfo, broadcast_object, gather_objects
+from .family_eval import family_dataset, family_predict
+from .sampling_metric import sampling_in_boxes
 from .transforms import eval_transforms
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
@@ -106,14 +109,15 @@ def summarize(coco_gt, results: list[dict], image_ids: list[int], threshold: flo
 
 
 def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = DistInfo(),
-             num_workers: int = 0, threshold: float = 0.7) -> EvalResult:
+             num_workers: int = 0, threshold: float = 0.7, predictor=predict) -> EvalResult:
     """COCO metrics of ``model`` on ``dataset``; with several processes each predicts a
-    share, rank 0 runs COCOeval, and every process returns its result."""
+    share, rank 0 runs COCOeval, and every process returns its result. ``predictor``: ``predict``'s
+    signature, for models that are not a detr_core DETR (train/family_eval.py)."""
     sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=False)
     loader = DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=num_workers, generator=torch.Generator())
     by_image: dict[int, list] = {}
-    for part in gather_objects(predict(model, loader, dataset.label_map, info.device), info):
+    for part in gather_objects(predictor(model, loader, dataset.label_map, info.device), info):
         by_image.update(part)  # the sampler repeats a few images to even out shares: dedupe by id
     result = None
     if info.is_main:
@@ -124,7 +128,10 @@ def evaluate(model, dataset: CocoDetection, batch_size: int, info: DistInfo = Di
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="COCO AP of a DETR on a COCO-format data set")
-    parser.add_argument("--model", required=True, help='"detr-r50", "shapes", or a checkpoint path')
+    parser.add_argument("--model", required=True,
+                        help='"detr-r50", "shapes", a checkpoint path, or a DETR-family folder, Hub id or '
+                             '"shapes-deformable" (its own processor; --attention then reports where its last '
+                             'decoder layer samples)')
     parser.add_argument("--data", required=True, type=Path,
                         help="folder with annotations.json and images/, or an annotation file")
     parser.add_argument("--images", type=Path, help="image folder when --data is a file")
@@ -143,12 +150,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> EvalResult:
-    model = load_model(args.model, device=args.device)
+    model = open_model(args.model, device=args.device)
     source = DataSource.from_paths(args.data, args.images)
-    dataset = CocoDetection(source, eval_transforms(model.preprocess))
-    dataset.set_label_map(LabelMap.by_name(dataset.categories, model.class_names))
-    result = evaluate(model, dataset, args.batch_size, DistInfo(device=torch.device(args.device)),
-                      threshold=args.score_threshold)
+    info = DistInfo(device=torch.device(args.device))
+    if isinstance(model, FamilyModel):  # the model's own processor and scores (train/family_eval.py)
+        dataset = family_dataset(source, model)
+        result = evaluate(model.model, dataset, args.batch_size, info, threshold=args.score_threshold,
+                          predictor=family_predict)
+    else:
+        dataset = CocoDetection(source, eval_transforms(model.preprocess))
+        dataset.set_label_map(LabelMap.by_name(dataset.categories, model.class_names))
+        result = evaluate(model, dataset, args.batch_size, info, threshold=args.score_threshold)
     print(f"{args.model} on {source.annotations} ({len(dataset)} images):")
     print(result.table, end="")
     print(f"{result.confident} detections above {args.score_threshold} for {result.objects} objects "
@@ -161,7 +173,9 @@ def run(args: argparse.Namespace) -> EvalResult:
         print(negatives.summary())
         out.update(negative_images=negatives.images, negative_detections=negatives.detections,
                    negative_detections_per_10_images=negatives.per_10_images)
-    if args.attention:
+    if args.attention and isinstance(model, FamilyModel):
+        out.update(_sampling_figure(model, dataset, args.score_threshold))
+    elif args.attention:
         att = attention_in_boxes(model, [r.file for r in dataset.records], args.score_threshold)
         print(f"decoder attention inside the box grown by one cell: {att.mean_fraction:.3f} "
               f"(mean over {att.detections} detections scoring > {args.score_threshold})")
@@ -173,6 +187,16 @@ def run(args: argparse.Namespace) -> EvalResult:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(out, indent=1))
     return result
+
+
+def _sampling_figure(fm, dataset: CocoDetection, threshold: float) -> dict:
+    """--attention for a deformable family model: its last-layer sampling weight inside the grown boxes."""
+    share = sampling_in_boxes(fm, [r.file for r in dataset.records], threshold)
+    print(f"last decoder layer's sampling weight inside the box grown by a quarter: {share.mean_fraction:.3f} "
+          f"(mean over {share.detections} detections scoring > {threshold})")
+    print("  the same, each head's own points: " + ", ".join(f"{v:.2f}" for v in share.per_head))
+    return {"sampling_in_box": share.mean_fraction, "sampling_detections": share.detections,
+            "sampling_in_box_per_head": list(share.per_head)}
 
 
 def main(argv: list[str] | None = None) -> int:

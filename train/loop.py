@@ -210,7 +210,7 @@ class Trainer:
             sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
             n += 1
             bar.set_postfix({k.removeprefix("loss_"): f"{sums[k] / n:.3f}"
-                             for k in ("loss",) + LOSS_NAMES})
+                             for k in ("loss",) + LOSS_NAMES if k in sums})
             if self._max_steps_reached():
                 break
         bar.close()
@@ -249,8 +249,7 @@ class Trainer:
 
     def end_epoch(self, losses: dict, images: int, seconds: float, partial: bool) -> TrainResult:
         """Evaluate, append to the JSON-lines log, and write last (and best) checkpoints."""
-        result = evaluate(self.model, self.val_set, self.recipe.batch_size, self.info) \
-            if self.val_set is not None else None
+        result = self._evaluate() if self.val_set is not None else None
         ap = result.stats["AP"] if result else None
         is_best = ap is not None and ap > self.progress.best_ap
         if is_best:
@@ -260,6 +259,9 @@ class Trainer:
             self._report(losses, images, seconds, partial, result)
             self._save(is_best)
         return TrainResult(self.progress, losses, result)
+
+    def _evaluate(self) -> EvalResult:
+        return evaluate(self.model, self.val_set, self.recipe.batch_size, self.info)
 
     def _report(self, losses, images, seconds, partial, result) -> None:
         epoch = self.progress.epoch - (0 if partial else 1)

@@ -2,14 +2,14 @@
 
 ``python -m train.evaluate --model shapes --data DIR --negatives data/photos/heldout`` reports, for a folder of
 images that hold none of the model's classes, every detection above the threshold. Each image goes through
-``detr_core.inspect_image``, the path the app takes, so the figure is what a user would see on those photos.
+``detr_core.inspect_any``, the path the app takes (DETR or DETR family), so the figure is what a user would see on those photos.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detr_core import inspect_image
+from detr_core import inspect_any
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -54,7 +54,7 @@ def false_positives(model, folder: str | Path, threshold: float = 0.7) -> Negati
     files = image_files(folder)
     found = {}
     for path in files:
-        dets = inspect_image(model, path).detections(threshold)
+        dets = inspect_any(model, path).detections(threshold)
         if dets:
             found[path.name] = [(d.name, round(d.score, 3)) for d in dets]
     return NegativeResult(len(files), threshold, found)

@@ -14,6 +14,7 @@ import torch
 
 import detr_core
 from detr_core.family import FamilyModel
+from detr_core.family.loading import BUNDLED_FAMILY, bundled_family_names
 from detr_core.weights.hub import parse_hub_ref
 from detr_core.weights.sources import existing_path
 from detr_core.weights.auto import AutoChoice, choose_model
@@ -22,8 +23,10 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 TINY = "tiny"  # a very small random model, for tests and quick demos (CLI only, not in the menu)
-MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", "untrained")
-NAMES = (*MENU, TINY)  # every name the app accepts; anything else must be a checkpoint path
+# the bundled family models join the menu once their folder is in the install (detr_core/assets/)
+MENU = (AUTO, *detr_core.MODEL_ZOO, "shapes", *bundled_family_names(), "untrained")
+# every name the app accepts (a bundled model not there yet says so when opened); else a path or Hub id
+NAMES = (*MENU, *(n for n in BUNDLED_FAMILY if n not in MENU), TINY)
 # seconds a page waits for a model to load. Sizes beyond any real model are refused before anything is built
 # (detr_core.weights.size_limits), so this is the backstop (a slow disk, a slow download), not the first defence
 LOAD_TIMEOUT_S = 300.0

@@ -21,8 +21,11 @@ from ..weights.hf_model import read_json
 from ..weights.hub import parse_hub_ref
 from ..weights.sources import existing_path
 from .preflight import check_family_folder
+from ..weights.loading import BUNDLED_DIR
 from .registry import PROCESSOR_CLASSES, FamilySpec, spec_for
 
+# Family models this project trains itself and ships as save_pretrained folders (opened by name, offline).
+BUNDLED_FAMILY = {"shapes-deformable": BUNDLED_DIR / "shapes-deformable"}
 
 
 @dataclass
@@ -102,6 +105,10 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu", al
     """
     from ..weights.loading import load_detr, locate_hf
 
+    if isinstance(source, str) and source in BUNDLED_FAMILY:
+        if overrides:
+            raise ValueError(f"{sorted(overrides)}: overrides apply to DETR checkpoints only")
+        return load_family_model(source, device, allow_download=allow_download)
     family = is_family_source(source)
     if not family and isinstance(source, str) and existing_path(source) is None and parse_hub_ref(source) is not None:
         files = locate_hf(source, allow_download)  # None for zoo and bundled names; a Hub id is fetched here
@@ -123,7 +130,8 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     cache_dir: the Hugging Face cache to use, default the standard one). allow_download=False: the cache only,
     and a config naming a Hub backbone is refused. The folder is checked before anything is built
     (detr_core/family/preflight.py): sizes, preprocessing, the weights file, the parameter count."""
-    path = existing_path(source)
+    path = (bundled_folder(source) if isinstance(source, str) and source in BUNDLED_FAMILY
+            else existing_path(source))
     if path is None or not path.is_dir():
         if not (isinstance(source, str) and parse_hub_ref(source)):
             raise ValueError(f"model source {str(source)!r} is neither a folder nor a Hub id like 'owner/name'")
@@ -140,6 +148,30 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     if note:
         caller.warn(f"{source}: {note}")
     return FamilyModel(model.eval().to(device), processor, spec, class_names(model.config), str(source), note)
+
+
+def bundled_folder(name: str) -> Path:
+    """The folder of the bundled family model `name`; RuntimeError saying how to get it when it is not there."""
+    folder = BUNDLED_FAMILY[name]
+    if not (folder / "config.json").is_file():
+        raise RuntimeError(
+            f"the bundled {name!r} model is not bundled yet (expected a save_pretrained folder at {folder}): it is"
+            f" trained with `python -m train --model {name} ...` (README, training section; tools/gpu_stage.sh on"
+            " a GPU). Meanwhile open 'shapes' (the bundled DETR) or a DETR-family folder or Hub id")
+    return folder
+
+
+def bundled_family_names() -> tuple[str, ...]:
+    """The bundled family models present in this install (those a menu can offer)."""
+    return tuple(name for name, folder in BUNDLED_FAMILY.items() if (folder / "config.json").is_file())
+
+
+def processor_for(folder: str | os.PathLike) -> tuple[Any, str]:
+    """The image processor of the model folder `folder` (its preprocessor_config.json, or its type's default)
+    and a note saying why when it is not the folder's own."""
+    folder = Path(os.fspath(folder))
+    spec = spec_for(json.loads((folder / "config.json").read_text()).get("model_type", ""))
+    return _processor_from(folder, spec)
 
 
 def hub_folder(source: str, cache_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
