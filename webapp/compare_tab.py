@@ -41,9 +41,30 @@ def _side(ins, query: int, layer, head, name: str) -> viz.Side:
     return viz.Side(ins, query, layer_index(layer, caps.decoder_layers), head_v, name)
 
 
-def _pairing(session: Session, source: str, threshold: float, min_iou: float):
-    ins_a, ins_b = session.inspection, second_inspection(session, source)
-    return ins_a, ins_b, compare(ins_a, ins_b, threshold, min_iou)
+def _both(session: Session, source: str | None):
+    """(A's inspection, B's): each fetched once per request (either may be run again if it was set aside)."""
+    if not source:
+        raise ValueError("choose a second model and press Compare first")
+    return session.inspection, second_inspection(session, source)
+
+
+def _view(session: Session, both, source: str, threshold: float, min_iou: float, row, layer_a, head_a, layer_b,
+          head_b, shared: bool, display: str, alpha: float, cmap: str):
+    """-> (boxes, A's map, B's map, difference update, the line under them) for the table's `row` (1-based)."""
+    if display not in DISPLAYS:
+        raise ValueError(f"display={display!r}: choose {POINTS!r} or {HEATMAP!r}")
+    ins_a, ins_b = both
+    comparison = compare(ins_a, ins_b, threshold, min_iou)
+    chosen = select(ins_a, ins_b, comparison, row)
+    view = viz.pair_view(_side(ins_a, chosen.query_a, layer_a, head_a, "A"),
+                         _side(ins_b, chosen.query_b, layer_b, head_b, "B"), chosen.detection_a, chosen.detection_b,
+                         base=session.view_base(), shared=bool(shared), alpha=alpha, cmap=cmap,
+                         points=display == POINTS)
+    scale = ("one colour scale for both maps (weight per image pixel)" if view.top is not None
+             else "each map scaled by its own maximum")
+    return (view.boxes, view.a, view.b, gr.Image(view.difference, visible=view.difference is not None),
+            f"{describe(chosen, comparison, (session.model_source, source))}  \nMaps: {scale}."
+            + ("  \nDifference: red where A attends more, blue where B does." if view.difference is not None else ""))
 
 
 @user_errors
@@ -51,41 +72,31 @@ def render_pair(session: Session | None, source: str | None, threshold: float, m
                 head_a, layer_b, head_b, shared: bool, display: str, alpha: float, cmap: str):
     """-> (boxes, A's map, B's map, difference or None, the line under them) for the table's `row` (1-based)."""
     session = require(session)
-    if not source:
-        raise ValueError("choose a second model and press Compare first")
-    ins_a, ins_b, comparison = _pairing(session, source, threshold, min_iou)
-    chosen = select(ins_a, ins_b, comparison, row)
-    if display not in DISPLAYS:
-        raise ValueError(f"display={display!r}: choose {POINTS!r} or {HEATMAP!r}")
-    view = viz.pair_view(_side(ins_a, chosen.query_a, layer_a, head_a, "A"),
-                         _side(ins_b, chosen.query_b, layer_b, head_b, "B"), chosen.detection_a, chosen.detection_b,
-                         base=session.view_base(), shared=bool(shared), alpha=alpha, cmap=cmap,
-                         points=display == POINTS)
-    names = (session.model_source, source)
-    scale = ("one colour scale for both maps (weight per image pixel)" if view.top is not None
-             else "each map scaled by its own maximum")
-    return (view.boxes, view.a, view.b, gr.Image(view.difference, visible=view.difference is not None),
-            f"{describe(chosen, comparison, names)}  \nMaps: {scale}."
-            + ("  \nDifference: red where A attends more, blue where B does." if view.difference is not None else ""))
+    return _view(session, _both(session, source), source, threshold, min_iou, row, layer_a, head_a, layer_b, head_b,
+                 shared, display, alpha, cmap)
+
+
+def _table(session: Session, both, source: str, threshold: float, min_iou: float):
+    comparison = compare(*both, threshold, min_iou)
+    return summary(comparison, (session.model_source, source)), table_rows(comparison)
 
 
 @user_errors
 def render_table(session: Session | None, source: str | None, threshold: float, min_iou: float):
     """-> (summary line, table rows)."""
     session = require(session)
-    _, _, comparison = _pairing(session, source, threshold, min_iou)
-    return summary(comparison, (session.model_source, source)), table_rows(comparison)
+    return _table(session, _both(session, source), source, threshold, min_iou)
 
 
-def _fitted(session: Session, source: str, layer_a, head_a, layer_b, head_b) -> list:
-    """The four selectors fitted to the two models (kept where the model has them)."""
-    out = []
-    sides = ((session.inspection, layer_a, head_a), (second_inspection(session, source), layer_b, head_b))
-    for ins, layer, head in sides:
+def _fitted(both, layer_a, head_a, layer_b, head_b) -> tuple[list, list]:
+    """(the four selectors fitted to the two models, their values): choices kept where the model has them. The
+    values apart: inside a request an update object has no readable value."""
+    updates, values = [], []
+    for ins, layer, head in ((both[0], layer_a, head_a), (both[1], layer_b, head_b)):
         layers, choices = capabilities(ins).decoder_layers, _heads(ins)
-        out += [gr.Slider(maximum=layers, value=min(int(layer or layers), layers)),
-                gr.Dropdown(choices=choices, value=head if head in choices else MEAN)]
-    return out
+        values += [min(int(layer or layers), layers), head if head in choices else MEAN]
+        updates += [gr.Slider(maximum=layers, value=values[-2]), gr.Dropdown(choices=choices, value=values[-1])]
+    return updates, values
 
 
 def compare_handler(ctx: AppContext):
@@ -108,14 +119,14 @@ def compare_handler(ctx: AppContext):
 
 def _everything(session, source, threshold, min_iou, layer_a, head_a, layer_b, head_b, shared, display, alpha, cmap):
     """-> (source, summary, table, the four selectors, row 1, the pair view)."""
-    selectors = _fitted(session, source, layer_a, head_a, layer_b, head_b)
-    values = [s.value for s in selectors]
-    text, rows = render_table(session, source, threshold, min_iou)
+    both = _both(session, source)
+    selectors, values = _fitted(both, layer_a, head_a, layer_b, head_b)
+    text, rows = _table(session, both, source, threshold, min_iou)
     if not rows:
         return (source, text, rows, *selectors, None, None, None, None, gr.Image(None, visible=False),
                 "No detection above the threshold in either model: lower the confidence threshold.")
     return (source, text, rows, *selectors, 1,
-            *render_pair(session, source, threshold, min_iou, 1, *values, shared, display, alpha, cmap))
+            *_view(session, both, source, threshold, min_iou, 1, *values, shared, display, alpha, cmap))
 
 
 def refresh(session: Session | None, source: str | None, threshold: float, min_iou: float, layer_a, head_a,
