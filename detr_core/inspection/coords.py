@@ -184,7 +184,11 @@ def infer_stride(input_size: tuple[int, int], level_size: tuple[int, int]) -> in
     if min(h, w, lh, lw) < 1:
         raise ValueError(f"feature level {level_size} of input {input_size}: sizes must be positive")
     ratio = max(h / lh, w / lw)
-    fits = [s for s in range(max(1, math.floor(ratio) - 2), math.ceil(ratio) + 3)
+    # the stride may exceed the ratio by much more than 3 when the last cell is a sliver (480 px in 8 cells: 64,
+    # not 60), so the search reaches up to the next power of two too
+    next_power = 1 << math.ceil(math.log2(ratio))
+    top = max(math.ceil(ratio) + 3, next_power + 1)  # range's end, excluded
+    fits = [s for s in range(max(1, math.floor(ratio) - 2), top)
             if math.ceil(h / s) == lh and math.ceil(w / s) == lw]
     if not fits:
         raise ValueError(f"a feature map of {lh}x{lw} cells cannot come from a {h}x{w} input at an integer"
