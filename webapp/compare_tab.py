@@ -180,10 +180,11 @@ def build(ctx: AppContext) -> None:
             map_a = gr.Image(label="A", interactive=False, format="jpeg", elem_id="compare-map-a")
             map_b = gr.Image(label="B", interactive=False, format="jpeg", elem_id="compare-map-b")
         with gr.Row():
-            boxes = gr.Image(label="Both boxes", interactive=False, format="jpeg", elem_id="compare-boxes")
-            difference = gr.Image(label="A - B", interactive=False, format="jpeg", visible=False,
-                                  elem_id="compare-difference")
-        info = gr.Markdown(elem_id="compare-info")
+            boxes = gr.Image(label="Both boxes", interactive=False, format="jpeg", elem_id="compare-boxes", scale=1)
+            with gr.Column(scale=1):  # keeps the boxes at half width when there is no difference to show
+                info = gr.Markdown(elem_id="compare-info")
+                difference = gr.Image(label="A - B", interactive=False, format="jpeg", visible=False,
+                                      elem_id="compare-difference")
 
     s, d = ctx.session, ctx.display
     controls = [layer_a, head_a, layer_b, head_b, shared, display, *d]

@@ -15,7 +15,7 @@ import gradio as gr
 
 import detr_core
 from detr_core import Detection
-from detr_core.inspection.compare import Comparison
+from detr_core.inspection.compare import Comparison, same_name
 
 from .session import REANALYSED, Session
 
@@ -101,7 +101,7 @@ def describe(selected: Selected, comparison: Comparison, names: tuple[str, str])
     """The line under the maps: what the pair is, or that nothing was paired and what the other side shows."""
     if selected.kind == PAIR:
         a, b = selected.detection_a, selected.detection_b
-        agree = "the same class" if a.name.strip().casefold() == b.name.strip().casefold() else "different classes"
+        agree = "the same class" if same_name(a.name, b.name) else "different classes"
         return (f"**Pair** (IoU {selected.iou:.2f}, {agree}): A = {names[0]} query {a.query}, {a.name} {a.score:.2f};"
                 f" B = {names[1]} query {b.query}, {b.name} {b.score:.2f}.")
     found, other, d, query = ((0, 1, selected.detection_a, selected.query_b) if selected.kind == ONLY_A

@@ -54,9 +54,13 @@ class Comparison:
     min_iou: float
 
 
+def _key(name: str) -> str:
+    return name.strip().casefold()
+
+
 def same_name(a: str, b: str) -> bool:
     """Class names agree when they read the same, whatever the case and surrounding spaces ("Cat" = "cat ")."""
-    return a.strip().casefold() == b.strip().casefold()
+    return _key(a) == _key(b)
 
 
 def box_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +92,8 @@ def pair_detections(dets_a: Sequence[Detection], dets_b: Sequence[Detection], mi
     if not dets_a or not dets_b:
         return (), tuple(dets_a), tuple(dets_b)
     iou, giou = box_overlaps(np.array([d.box for d in dets_a]), np.array([d.box for d in dets_b]))
-    names = np.array([[not same_name(a.name, b.name) for b in dets_b] for a in dets_a], dtype=np.float64)
+    names_a, names_b = (np.array([_key(d.name) for d in dets]) for dets in (dets_a, dets_b))
+    names = (names_a[:, None] != names_b[None, :]).astype(np.float64)  # [N, M] 1 where the names differ
     cost = (1.0 - giou) + class_weight * names  # [N, M]
     allowed = iou >= min_iou
     rows, cols = linear_sum_assignment(np.where(allowed, cost, FORBIDDEN))
