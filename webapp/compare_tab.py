@@ -25,7 +25,6 @@ INTRO = ("Run a second model on this image and pair the two models' detections (
          "and class name). A classic lesson: DETR (dense attention over the whole image) against a deformable model "
          "(a few sampling points on the object).")
 NO_SECOND = "Choose a second model above and press **Compare**."
-VIEW_OUTPUTS = 5  # boxes, A's map, B's map, difference, the line under them
 
 
 def _heads(ins) -> list[str]:
