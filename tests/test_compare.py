@@ -64,6 +64,14 @@ def test_a_pair_below_the_iou_floor_stays_unpaired():
     assert [p.iou for p in lower] == pytest.approx([1 / 3, 1.0])
 
 
+def test_a_pair_exactly_at_the_iou_floor_pairs():
+    """(0,0,100,100) and (0,0,100,50): intersection 5000, union 10000, IoU exactly 0.5; a floor of 1 takes only
+    identical boxes."""
+    a, b = [det("cat", (0, 0, 100, 100))], [det("cat", (0, 0, 100, 50))]
+    assert [p.iou for p in pair_detections(a, b, min_iou=0.5)[0]] == [0.5]
+    assert pair_detections(a, b, min_iou=1.0)[0] == () and len(pair_detections(a, a, min_iou=1.0)[0]) == 1
+
+
 def test_an_unpaired_detection_does_not_steal_a_valid_pair():
     """A's weak box overlaps B's box by IoU 0.25 only; A's good box by 1. One valid pair, one left over."""
     a = [det("cat", (0, 0, 50, 50), 0.99, 1), det("cat", (0, 0, 100, 100), 0.6, 2)]
@@ -95,6 +103,8 @@ def test_box_overlaps_against_hand_worked_values():
     assert iou[0, 0] == pytest.approx(1 / 7) and giou[0, 0] == pytest.approx(1 / 7 - 2 / 9)
     assert iou[1, 0] == pytest.approx(1 / 7)  # (2,2,0,0) is (0,0,2,2)
     assert iou[0, 1] == 0.0 and np.isfinite(giou).all()
+    iou, giou = box_overlaps(np.array([[5, 5, 5, 5]]), np.array([[5, 5, 5, 5]]))  # 0 / 0 in torchvision
+    assert iou[0, 0] == 0.0 and giou[0, 0] == -1.0  # no overlap to speak of, the worst GIoU
 
 
 @pytest.mark.parametrize("bad", [dict(min_iou=0.0), dict(min_iou=1.5), dict(class_weight=-1)])
@@ -117,6 +127,10 @@ def test_an_inspection_compared_with_itself_pairs_every_detection(module_tiny_mo
     ins = detr_core.inspect_image(module_tiny_model, image)
     result = detr_core.compare(ins, ins, threshold=0.0)
     assert len(result.pairs) == ins.num_queries and result.only_a == result.only_b == ()
+    assert (result.threshold, result.min_iou) == (0.0, 0.5)
+    assert detr_core.compare(ins, ins, threshold=1.0).pairs == ()  # 1 is a threshold no score exceeds
+    with pytest.raises(ValueError, match="threshold=1.5 must be between 0 and 1"):
+        detr_core.compare(ins, ins, threshold=1.5)
     assert all(p.a == p.b and p.iou == pytest.approx(1.0) for p in result.pairs)
     assert [p.a.score for p in result.pairs] == sorted((p.a.score for p in result.pairs), reverse=True)
 
@@ -146,7 +160,7 @@ def test_two_different_images_are_refused(module_tiny_model, image):
     pixels = np.asarray(image).copy()
     pixels[0, 0] ^= 1  # one pixel differs by one bit
     changed = detr_core.inspect_image(module_tiny_model, Image.fromarray(pixels))
-    with pytest.raises(ValueError, match="their pixels differ"):
+    with pytest.raises(ValueError, match=r"both 180x120 pixels, but their pixels differ"):
         detr_core.compare(ins, changed)
     copy = detr_core.inspect_image(module_tiny_model, image.copy())  # the same pixels in another object
     check_same_image(ins, copy)
