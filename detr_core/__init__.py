@@ -13,6 +13,7 @@ from .inspection.coords import CoordinateMap
 from .model.detr import DETR, build_model
 from .weights.zoo import MODEL_ZOO, fetch_checkpoint
 from .inspection.inspection import Detection, Inspection, inspect_image
+from .inspection.compare import Comparison, Pair, compare, nearest_query
 from .inspection.compact import QuantizedProbabilities
 from .model.optimize import bfloat16_is_fast, compile_backbone_now, optimize_for_inference
 from .model.twin import forget_inference_twin, inference_twin
@@ -26,7 +27,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS", "image_to_tensor", "load_image", "pad_batch", "postprocess", "resized_size", "infer_config",
     "load_detr",
     "untrained_model", "BUNDLED", "bfloat16_is_fast", "compile_backbone_now", "optimize_for_inference", "QuantizedProbabilities",
-    "inference_twin", "forget_inference_twin",
+    "inference_twin", "forget_inference_twin", "Comparison", "Pair", "compare", "nearest_query",
 ]
 
 # The DETR family through transformers (Conditional/DAB/Deformable DETR, RT-DETR(v2), D-FINE, DEIMv2, LW-DETR,

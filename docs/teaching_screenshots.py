@@ -59,14 +59,14 @@ def _wait(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
 
 
 @contextmanager
-def served_page(model: str, height: int, timeout_ms: int) -> Iterator:
-    """`python app.py --model MODEL` on a free loopback port and a 1400-px-wide chromium page open on it; the
-    server is stopped on the way out, also after an error."""
+def served_page(model: str, height: int, timeout_ms: int, app_args: tuple[str, ...] = ()) -> Iterator:
+    """`python app.py --model MODEL [app_args]` on a free loopback port and a 1400-px-wide chromium page open on
+    it; the server is stopped on the way out, also after an error."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model], cwd=REPO,
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model, *app_args], cwd=REPO,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/"

@@ -153,6 +153,8 @@ def test_infer_stride_by_hand():
     assert infer_stride((100, 60), (13, 8)) == 8  # ceil(12.5) = 13, ceil(7.5) = 8; 7 gives 15, 9 gives 12
     assert infer_stride((90, 90), (10, 10)) == 9  # only 9 fits (8 gives 12, 10 gives 9): no power of two
     assert infer_stride((12, 12), (3, 3)) == 4  # 4 and 5 fit (ceil(2.4) = 3): the power of two
+    # a 480-px input's coarsest Deformable DETR level: 8 cells, ceil(480 / 64) = 8 (60 to 68 fit; 64 the power)
+    assert infer_stride((480, 480), (8, 8)) == 64
     with pytest.raises(ValueError, match="resized or padded in a way this tool does not know"):
         infer_stride((100, 100), (10, 3))
 

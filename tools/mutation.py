@@ -54,6 +54,7 @@ TARGETS = {
                        ("tests/test_train_evaluate.py", "tests/test_train_attention_metric.py"),
                        skip_lines=(r"\bhelp=", r"\bdescription=")),
     "compact": Target(("detr_core/inspection/compact.py",), ("tests/test_compact.py",)),
+    "compare": Target(("detr_core/inspection/compare.py",), ("tests/test_compare.py",)),
     # test_hub.py: load_model's Hugging Face Hub branch (locate_hf) lives in loading.py
     "weights": Target(("detr_core/weights/loading.py", "detr_core/weights/checkpoint_io.py"),
                       ("tests/test_weights.py", "tests/test_hub.py")),

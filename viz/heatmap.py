@@ -61,14 +61,15 @@ def blend(image: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def heat_image(attention: np.ndarray, coords: CoordinateMap, size: tuple[int, int],
-               cmap: str = "inferno") -> Image.Image:
-    """The [fh, fw] map as an RGB heatmap image of `size`, scaled by its maximum (like normalise(upsample())).
+               cmap: str = "inferno", top: float | None = None) -> Image.Image:
+    """The [fh, fw] map as an RGB heatmap image of `size`, scaled by its maximum (like normalise(upsample())),
+    or by `top` (e.g. the larger maximum of two maps shown on one colour scale; values above it saturate).
 
     Fast path for interaction: the small map is quantised to 8 bits first, so resizing, colouring and
     blending all run in PIL's C code on bytes (a few ms at 1333x1000 instead of tens).
     """
     attention = _check_shape(attention, coords)
-    top = float(attention.max())
+    top = float(attention.max()) if top is None else float(top)
     scale = 255.0 / top if top > 0 else 0.0
     levels = np.clip(attention * scale + 0.5, 0, 255).astype(np.uint8)  # [fh, fw]
     big = Image.fromarray(levels, mode="L").resize(_grid_pixels(coords, size), Image.BICUBIC)
@@ -78,11 +79,12 @@ def heat_image(attention: np.ndarray, coords: CoordinateMap, size: tuple[int, in
 
 
 def overlay(image: Image.Image, attention: np.ndarray, coords: CoordinateMap,
-            alpha: float = 0.6, cmap: str = "inferno") -> Image.Image:
-    """The image (at any display size, e.g. a thumbnail) with the [fh, fw] attention map over it."""
+            alpha: float = 0.6, cmap: str = "inferno", top: float | None = None) -> Image.Image:
+    """The image (at any display size, e.g. a thumbnail) with the [fh, fw] attention map over it (scaled by its
+    maximum, or by `top`: see heat_image)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha={alpha} must be between 0 and 1")
-    return Image.blend(image.convert("RGB"), heat_image(attention, coords, image.size, cmap), alpha)
+    return Image.blend(image.convert("RGB"), heat_image(attention, coords, image.size, cmap, top), alpha)
 
 
 def fit(image: Image.Image, max_side: int) -> Image.Image:

@@ -1,12 +1,15 @@
 """Print-quality figures for slides, in the style of the DETR paper, and their command line:
 
     detr-lens-figures IMAGE --model NAME --out FILE.pdf|png [--figure encoder|decoder|both|sampling] [--points X,Y ...]
+    detr-lens-figures IMAGE --model A --compare B --out FILE.pdf     (two models: one row per paired detection)
     (from a clone also: python -m viz.figures ...)
 
 encoder: the image with reference points, and each point's encoder self-attention (paper Fig. 3).
 decoder: every detection's decoder cross-attention with its box (paper Fig. 6).
 sampling: deformable models (Deformable DETR, RT-DETR, D-FINE, RF-DETR, ...): every detection's sampling points
 with its box and reference point, above their splatted heatmap (the Deformable DETR paper's figure).
+compare (--compare B): the detections of both models paired (detr_core.compare), one row per pair: the image with
+both boxes, A's decoder map, B's (viz/compare_figure.py).
 --model takes DETR names and checkpoints, or a DETR-family folder (config.json) or Hub id.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .decoder import query_cards
 from .print_figures import PANEL_INCHES, decoder_figure
 from .heatmap import normalise, upsample
 from .sampling_figure import sampling_figure
+from .compare_figure import compare_figure
 
 FIGURES = ("encoder", "decoder", "both", "sampling")
 POINT_COLOURS = ("#00ffff", "#ff00ff", "#ffff00", "#00ff00", "#ff8800", "#ffffff")
@@ -129,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="detr-r50, shapes, untrained, ..., a checkpoint path, or a DETR-family folder / Hub id")
     parser.add_argument("--out", required=True, type=Path, help="FILE.pdf (a page per figure) or FILE.png")
     parser.add_argument("--figure", choices=FIGURES, default="both")
+    parser.add_argument("--compare", metavar="MODEL_B",
+                        help="a second model: the figure pairs both models' detections (replaces --figure)")
+    parser.add_argument("--min-iou", type=float, default=0.5, help="with --compare: the IoU a pair needs")
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--layer", type=int, default=0, help="1-based layer; 0 (default) is the last")
     parser.add_argument("--head", type=int, default=0, help="1-based head for --figure sampling; 0 (default): all")
@@ -142,12 +149,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         ins = detr_core.inspect_image(detr_core.load_model(args.model), args.image)
         layer = args.layer - 1 if args.layer > 0 else -1
         figures = {}
-        if args.figure in ("encoder", "both"):
+        if args.compare:
+            figures["compare"] = _compare(ins, args, layer, inspect_any(open_any(args.compare), ins.image))
+        if args.figure in ("encoder", "both") and not args.compare:
             points = args.points or default_points(ins, args.threshold)
             figures["encoder"] = encoder_points_figure(ins, points, layer, args.cmap, args.title)
-        if args.figure in ("decoder", "both"):
+        if args.figure in ("decoder", "both") and not args.compare:
             figures["decoder"] = decoder_detections_figure(ins, args.threshold, layer, args.cmap, title=args.title)
-        if args.figure == "sampling":
+        if args.figure == "sampling" and not args.compare:
             head = args.head - 1 if args.head > 0 else None
             figures["sampling"] = sampling_detections_figure(ins, args.threshold, layer, head, args.cmap, args.count,
                                                              args.title)
@@ -156,3 +165,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _compare(ins_a, args, layer: int, ins_b) -> Figure:
+    """The --compare figure: both models' detections above --threshold paired with an IoU of --min-iou."""
+    from detr_core import compare
+
+    comparison = compare(ins_a, ins_b, args.threshold, args.min_iou)
+    title = args.title or (f"A = {args.model} (cyan), B = {args.compare} (magenta): {len(comparison.pairs)} pairs"
+                           f" above score {args.threshold} with IoU >= {args.min_iou}; unpaired: "
+                           f"{len(comparison.only_a)} in A, {len(comparison.only_b)} in B")
+    return compare_figure(ins_a, ins_b, comparison, layer, args.cmap, title=title)

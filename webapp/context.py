@@ -11,6 +11,7 @@ import gradio as gr
 from .redraw import Redraw
 
 if TYPE_CHECKING:
+    from .model_sources import SourcePolicy
     from .models import ModelCache
     from .store import InspectionStore
 
@@ -50,6 +51,7 @@ class AppContext:
     models: "ModelCache"  # the process's models, for views that re-run one (never a second copy)
     store: "InspectionStore"  # the process's inspections, for views that keep an extra forward pass
     data_roots: tuple[Path, ...] = ()  # folders whose data sets the page may open (teaching views)
+    policy: "SourcePolicy | None" = None  # which models the page may open (the compare view's second model)
     groups: gr.Tabs | None = None  # the top level of tabs: "Inspect" and "Teach"
     inspect_tabs: gr.Tabs | None = None  # detections, decoder, encoder
     after_analysis: list[Step] = field(default_factory=list)

@@ -14,7 +14,7 @@ import gradio as gr
 
 import viz
 
-from . import decoder_tab, detections_tab, encoder_tab, redraw
+from . import compare_tab, decoder_tab, detections_tab, encoder_tab, redraw
 from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries,
                teach_slots)
 from .analysis import readable_upload, status_handler
@@ -28,7 +28,7 @@ from .session import MAX_SIDE, Session
 from .store import InspectionStore
 
 log = logging.getLogger(__name__)
-INSPECT = (detections_tab, decoder_tab, encoder_tab)
+INSPECT = (detections_tab, decoder_tab, encoder_tab, compare_tab)
 TEACH = (teach_pipeline, teach_layers, teach_queries, teach_matching, teach_slots, teach_explain, teach_ablation)
 REFRESH_AFTER_ANALYSIS = "refresh_after_analysis"  # the one listener that redraws every view after an analysis
 FORWARD = "forward"  # concurrency group of the handlers that run the model: one at a time on a small CPU
@@ -182,7 +182,7 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
             with gr.Column(scale=5):  # 5:8 leaves the seven teaching tabs room on one row at 1280 px
                 image, model, threshold, alpha, cmap, examples = _input_column(menu, model_name)
             with gr.Column(scale=8):
-                ctx = AppContext(session, image, threshold, alpha, cmap, models, store, roots)
+                ctx = AppContext(session, image, threshold, alpha, cmap, models, store, roots, policy)
                 _view_tabs(ctx)
         redraw.wire(ctx.redraws)
         _refresh_on_new_analysis(ctx, generation)
