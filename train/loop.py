@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from detr_core import save_model
@@ -236,24 +237,33 @@ class Trainer:
         """One optimiser step; raises TrainingDiverged on a non-finite loss (on every rank).
 
         The forward runs in the step's precision (train/speed.py), the losses in float32; the
-        logged numbers come back to the host in one transfer."""
+        logged numbers come back to the host in one transfer. The named ranges are what
+        ``benchmarks.train_throughput --profile`` reports (free when no profiler runs)."""
         dev = self.info.device
-        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in batch.targets]
-        pixels = model_input(batch.pixel_values.to(dev, non_blocking=True), self.settings)
-        with autocast(self.settings, dev):
-            outputs = self.net(pixels, batch.pixel_mask.to(dev, non_blocking=True))
-        finite = bool(torch.stack([torch.isfinite(outputs[k]).all() for k in ("pred_logits", "pred_boxes")]).all())
-        losses = self.criterion(outputs, targets) if finite else {}
-        total = weighted_total(losses, self.recipe.losses) if finite else torch.tensor(math.nan)
-        logged = torch.stack([total.detach()] + [losses[k].detach() for k in LOGGED]).tolist() \
-            if finite else [math.nan] * (1 + len(LOGGED))
-        if any_process(not math.isfinite(logged[0]), self.info):
-            self._diverged(losses, total)
-        self.optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(total) if self.scaler else total).backward()
-        clip_and_step(self.trainable, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm,
-                      self.scaler)
+        with record_function("to_device"):
+            targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                       for t in batch.targets]
+            pixels = model_input(batch.pixel_values.to(dev, non_blocking=True), self.settings)
+            mask = batch.pixel_mask.to(dev, non_blocking=True)
+        with record_function("forward"), autocast(self.settings, dev):
+            outputs = self.net(pixels, mask)
+        with record_function("sync"):
+            finite = bool(torch.stack([torch.isfinite(outputs[k]).all()
+                                       for k in ("pred_logits", "pred_boxes")]).all())
+        with record_function("loss"):
+            losses = self.criterion(outputs, targets) if finite else {}
+            total = weighted_total(losses, self.recipe.losses) if finite else torch.tensor(math.nan)
+        with record_function("sync"):
+            logged = torch.stack([total.detach()] + [losses[k].detach() for k in LOGGED]).tolist() \
+                if finite else [math.nan] * (1 + len(LOGGED))
+            if any_process(not math.isfinite(logged[0]), self.info):
+                self._diverged(losses, total)
+        with record_function("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            (self.scaler.scale(total) if self.scaler else total).backward()
+        with record_function("optimizer"):
+            clip_and_step(self.trainable, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm,
+                          self.scaler)
         p = self.progress
         self.progress = Progress(p.epoch, p.epoch_step + 1, p.step + 1, p.best_ap)
         return dict(zip(("loss",) + LOGGED, logged))

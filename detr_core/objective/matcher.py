@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+from torch.profiler import record_function
 from torchvision.ops import box_convert, generalized_box_iou
 
 
@@ -109,6 +110,10 @@ class HungarianMatcher:
     def match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
         """``__call__`` for L output dicts of the same shape (e.g. the decoder layers) at once:
         one cost computation and one host transfer for all of them. -> L lists of B pairs."""
+        with record_function("matcher"):  # a profiler's label; free without one
+            return self._match_layers(layers, targets)
+
+    def _match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
         logits = torch.stack([o["pred_logits"] for o in layers])  # [L, B, Q, C+1]
         boxes = torch.stack([o["pred_boxes"] for o in layers])  # [L, B, Q, 4]
         n_layers, batch, queries = logits.shape[:3]
