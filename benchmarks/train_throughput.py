@@ -15,6 +15,9 @@ Variants:
   float32  the new step in float32 (exact path): batched matching, channels-last input
   after    the new step with this device's default precision (train/speed.py)
   bfloat16, float16, compiled   the new step with that precision / with torch.compile (default precision)
+  official the official facebookresearch/detr trainer's criterion, matcher and optimiser (its SetCriterion,
+           HungarianMatcher, non-fused AdamW, float32) on the project's model and data pipeline, i.e. the
+           matched shape; needs --official-repo, a checkout of github.com/facebookresearch/detr
 A script, not a test.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,13 +37,14 @@ from train.coco_file import DataSource
 from train.configs import named_config
 from train.dataset import epoch_batches, train_loader
 from train.distributed import DistInfo
+from train.group_detr import GroupCriterion
 from train.loop import RunConfig, Trainer
 from train.speed import PRECISIONS, default_precision
 from train.synthetic import SyntheticSpec, write_dataset
 
 from .train_profile import Labelled, format_profile, profile_steps, synchronize
 
-VARIANTS = ("before", "float32", "after", "bfloat16", "float16", "compiled")
+VARIANTS = ("before", "float32", "after", "bfloat16", "float16", "compiled", "official")
 
 
 class PerImageMatcher(HungarianMatcher):
@@ -64,15 +69,38 @@ def make_trainer(variant: str, data: DataSource, out: Path, args) -> Trainer:
                             query_groups=args.query_groups or recipe.query_groups)
     device = torch.device(args.device)
     precision = {"before": "float32", "float32": "float32", "bfloat16": "bfloat16",
-                 "float16": "float16"}.get(variant, default_precision(device))
+                 "float16": "float16", "official": "float32"}.get(variant, default_precision(device))
     run = RunConfig(data, out / variant, recipe, seed=0, num_workers=args.workers, progress_bar=False,
                     precision=precision, compile=variant == "compiled")
     trainer = Trainer(run, DistInfo(device=device))
-    if variant == "before":
+    if variant in ("before", "official"):
         trainer.settings = dataclasses.replace(trainer.settings, channels_last=False)
+    if variant == "before":
         criterion = getattr(trainer.criterion, "criterion", trainer.criterion)  # inside GroupCriterion
         criterion.matcher = PerImageMatcher(criterion.matcher.weights)
+    if variant == "official":
+        use_official_step(trainer, args.official_repo)
     return trainer
+
+
+def use_official_step(trainer: Trainer, repo: Path | None) -> None:
+    """Swap in the official trainer's SetCriterion, HungarianMatcher and AdamW (as its main.py builds them)."""
+    if repo is None or not (repo / "models" / "detr.py").is_file():
+        raise ValueError(f"--official-repo {repo}: the 'official' variant needs a checkout of "
+                         "github.com/facebookresearch/detr (its models/ and util/ folders)")
+    sys.path.insert(0, str(repo))
+    from models.detr import SetCriterion as OfficialCriterion  # noqa: E402  (the official code)
+    from models.matcher import HungarianMatcher as OfficialMatcher
+
+    r = trainer.recipe
+    matcher = OfficialMatcher(r.matching.cost_class, r.matching.cost_bbox, r.matching.cost_giou)
+    weights = {"loss_ce": r.losses.ce, "loss_bbox": r.losses.bbox, "loss_giou": r.losses.giou}
+    criterion = OfficialCriterion(trainer.model.config.num_classes, matcher, weights, r.losses.eos_coef,
+                                  ["labels", "boxes", "cardinality"]).to(trainer.info.device)
+    trainer.criterion = GroupCriterion(criterion, r.query_groups) if r.query_groups > 1 else criterion
+    groups = [{"params": g["params"], "lr": g["lr"]} for g in trainer.optimizer.param_groups]
+    trainer.optimizer = torch.optim.AdamW(groups, lr=r.optim.lr, weight_decay=r.optim.weight_decay)
+    trainer.scheduler = torch.optim.lr_scheduler.StepLR(trainer.optimizer, 1000)
 
 
 def endless_batches(trainer: Trainer, label_augmentation: bool = False):
@@ -136,6 +164,7 @@ def parse_args(argv):
     p.add_argument("--data", type=Path, help="a COCO-format folder; default: --images generated shapes")
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--render-workers", type=int, default=1)
+    p.add_argument("--official-repo", type=Path, help="a facebookresearch/detr checkout (variant 'official')")
     return p.parse_args(argv)
 
 
