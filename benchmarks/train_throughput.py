@@ -133,12 +133,14 @@ def interleaved(trainers: dict, steps: int, warmup: int) -> dict:
 
 
 def report(times: dict, batch: int) -> str:
-    base = "before" if "before" in times else next(iter(times))
-    lines = ["| variant | median s/step | images/s | x before (median of per-round ratios) |", "|---|---|---|---|"]
+    """Medians per variant, and the median of the per-round ratios against "before" and "official"."""
+    bases = [b for b in ("before", "official") if b in times] or [next(iter(times))]
+    lines = ["| variant | median s/step | images/s | " + " | ".join(f"x {b}" for b in bases) + " |",
+             "|---|---|---|" + "---|" * len(bases)]
     for name, t in times.items():
         med = statistics.median(t)
-        ratio = statistics.median(b / a for a, b in zip(t, times[base]))
-        lines.append(f"| {name} | {med:.3f} | {batch / med:.1f} | {ratio:.2f}x |")
+        ratios = [statistics.median(base / mine for mine, base in zip(t, times[b])) for b in bases]
+        lines.append(f"| {name} | {med:.3f} | {batch / med:.2f} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     return "\n".join(lines)
 
 
