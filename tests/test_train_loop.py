@@ -77,10 +77,15 @@ def test_checkpoint_and_log_are_readable(tmp_path, four_images):
     out = tmp_path / "run"
     train(RunConfig(DataSource.from_paths(four_images), out, small_recipe(epochs=2),
                     val_data=DataSource.from_paths(four_images), seed=0, progress_bar=False))
-    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    lines = [e for e in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "kind" not in e]
     assert [e["epoch"] for e in lines] == [0, 1] and [e["step"] for e in lines] == [2, 4]
     assert set(lines[0]["train"]) >= {"loss", "loss_ce", "loss_bbox", "loss_giou", "class_error"}
     assert 0.0 <= lines[1]["val"]["AP"] <= 1.0 and len(lines[1]["val"]) == 12
+    steps = [e for e in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if e.get("kind") == "step"]
+    assert [(e["epoch"], e["step"]) for e in steps] == [(0, 1), (0, 2), (1, 3), (1, 4)]
+    assert all(e["images_per_s"] > 0 and e["seconds"] > 0 for e in steps)
+    # an epoch's mean loss is the mean of its steps' losses
+    assert lines[1]["train"]["loss"] == pytest.approx((steps[2]["loss"] + steps[3]["loss"]) / 2, abs=1e-4)
     ckpt = torch.load(out / "last.pth", weights_only=True)
     assert {"optimizer", "lr_scheduler", "rng", "progress", "label_map"} <= set(ckpt)
     model = detr_core.load_model(out / "last.pth")

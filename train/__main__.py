@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                   help="the forward's precision (losses and optimiser stay float32); default: bfloat16 on "
+                        "CUDA cards and CPUs with native bfloat16 (AVX512-BF16/AMX), float32 on other CPUs; "
+                        "float16 (CUDA only) adds a gradient scaler")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (pays on long GPU runs; compiling takes minutes on a small CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -110,7 +116,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         max_steps=args.max_steps, max_minutes=args.max_minutes, val_attention=args.val_attention,
         seed=args.seed,
         num_workers=args.workers,
-        progress_bar=not args.no_progress)
+        progress_bar=not args.no_progress,
+        precision=args.precision, compile=args.compile)
 
 
 def main(argv: list[str] | None = None) -> int:

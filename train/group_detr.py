@@ -77,7 +77,10 @@ class GroupCriterion(nn.Module):
         self.criterion, self.groups = criterion, groups
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
-        per_group = [self.criterion(o, targets) for o in split_groups(outputs, self.groups)]
+        groups = split_groups(outputs, self.groups)
+        # one batched matching (and one host transfer) for every group and layer, where the criterion has it
+        many = getattr(self.criterion, "forward_many", None)
+        per_group = many(groups, targets) if many else [self.criterion(o, targets) for o in groups]
         total = {}
         for key in per_group[0]:
             values = torch.stack([losses[key] for losses in per_group])

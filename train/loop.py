@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from detr_core import save_model
@@ -34,6 +35,7 @@ from .evaluate import EvalResult, evaluate
 from .group_detr import GroupCriterion, GroupDETR
 from .model_setup import ModelSetup, finetuned_model, freeze_stem_if_pretrained, fresh_model, resumed_model
 from .optim import build_optimizer, build_scheduler, clip_and_step
+from .speed import autocast, compiled, grad_scaler, model_input, step_settings
 from .transforms import eval_transforms, train_transforms
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class RunConfig:
     seed: int = 42
     num_workers: int = 0
     progress_bar: bool = True
+    precision: str | None = None  # float32 / bfloat16 / float16; None: the device's default (train/speed.py)
+    compile: bool = False  # torch.compile the model for the step
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Trainer:
 
     def __init__(self, run: RunConfig, info: DistInfo = DistInfo()):
         self.run, self.info = run, info
+        self.settings = step_settings(info.device, run.precision, run.compile)
+        self.scaler = grad_scaler(self.settings, info.device)
         ckpt = checkpoints.load_for_resume(run.resume) if run.resume else None
         self.recipe = run.recipe
         # a resumed run inherits where its weights came from: that decides whether the stem is
@@ -137,7 +143,10 @@ class Trainer:
         self.progress = Progress()
         if ckpt is not None:
             self._restore_training_state(ckpt)
-        self.net = DistributedDataParallel(self.trainable) if self.info.enabled else self.trainable
+        net = DistributedDataParallel(self.trainable) if self.info.enabled else self.trainable
+        self.net = compiled(net, self.settings)
+        log.info("training step: %s, channels-last input %s, compile %s", self.settings.precision,
+                 self.settings.channels_last, self.settings.compile)
 
     def _restore_training_state(self, ckpt) -> None:
         """Optimiser, schedule, position and RNG: the last step, so nothing after it draws randoms."""
@@ -201,16 +210,23 @@ class Trainer:
         batches = epoch_batches(self.train_set, self.recipe.batch_size, self.info, self.run.seed,
                                 epoch)[self.progress.epoch_step:]
         sums: dict[str, float] = {}
-        bar = tqdm(train_loader(self.train_set, batches, self.run.num_workers),
-                   total=len(batches), desc=f"epoch {epoch}", leave=False,
+        loader = train_loader(self.train_set, batches, self.run.num_workers,
+                              pin_memory=self.info.device.type == "cuda")
+        bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch}", leave=False,
                    disable=not (self.run.progress_bar and self.info.is_main))
-        n = 0
+        n, started = 0, time.perf_counter()
+        last = started
         for batch in bar:
             values = self.train_step(batch)
             sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
             n += 1
-            bar.set_postfix({k.removeprefix("loss_"): f"{sums[k] / n:.3f}"
-                             for k in ("loss",) + LOSS_NAMES if k in sums})
+            now = time.perf_counter()
+            images = self.recipe.batch_size * self.info.world_size  # every process's batch
+            self._log_step(values, images / max(now - last, 1e-9), now - last)
+            last = now
+            bar.set_postfix({"img/s": f"{n * images / max(now - started, 1e-9):.1f}",
+                             **{k.removeprefix("loss_"): f"{sums[k] / n:.3f}"
+                                for k in ("loss",) + LOSS_NAMES if k in sums}})
             if self._max_steps_reached():
                 break
         bar.close()
@@ -218,22 +234,50 @@ class Trainer:
         return means, n * self.recipe.batch_size * self.info.world_size
 
     def train_step(self, batch) -> dict[str, float]:
-        """One optimiser step; raises TrainingDiverged on a non-finite loss (on every rank)."""
+        """One optimiser step; raises TrainingDiverged on a non-finite loss (on every rank).
+
+        The forward runs in the step's precision (train/speed.py), the losses in float32; the
+        logged numbers come back to the host in one transfer. The named ranges are what
+        ``benchmarks.train_throughput --profile`` reports (free when no profiler runs)."""
         dev = self.info.device
-        targets = [{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in batch.targets]
-        outputs = self.net(batch.pixel_values.to(dev), batch.pixel_mask.to(dev))
-        finite = all(torch.isfinite(outputs[k]).all() for k in ("pred_logits", "pred_boxes"))
-        losses = self.criterion(outputs, targets) if finite else {}
-        total = weighted_total(losses, self.recipe.losses) if finite else torch.tensor(math.nan)
-        if any_process(not math.isfinite(total.item()), self.info):
-            self._diverged(losses, total)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        clip_and_step(self.trainable, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm)
+        with record_function("to_device"):
+            targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                       for t in batch.targets]
+            pixels = model_input(batch.pixel_values.to(dev, non_blocking=True), self.settings)
+            mask = batch.pixel_mask.to(dev, non_blocking=True)
+        with record_function("forward"), autocast(self.settings, dev):
+            outputs = self.net(pixels, mask)
+        with record_function("sync"):
+            finite = bool(torch.stack([torch.isfinite(outputs[k]).all()
+                                       for k in ("pred_logits", "pred_boxes")]).all())
+        with record_function("loss"):
+            losses = self.criterion(outputs, targets) if finite else {}
+            total = weighted_total(losses, self.recipe.losses) if finite else torch.tensor(math.nan)
+        with record_function("sync"):
+            logged = torch.stack([total.detach()] + [losses[k].detach() for k in LOGGED]).tolist() \
+                if finite else [math.nan] * (1 + len(LOGGED))
+            if any_process(not math.isfinite(logged[0]), self.info):
+                self._diverged(losses, total)
+        with record_function("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            (self.scaler.scale(total) if self.scaler else total).backward()
+        with record_function("optimizer"):
+            clip_and_step(self.trainable, self.optimizer, self.scheduler, self.recipe.optim.clip_max_norm,
+                          self.scaler)
         p = self.progress
         self.progress = Progress(p.epoch, p.epoch_step + 1, p.step + 1, p.best_ap)
-        return {"loss": total.item(), **{k: losses[k].detach().item() for k in LOGGED}}
+        return dict(zip(("loss",) + LOGGED, logged))
+
+    def _log_step(self, values: dict, images_per_s: float, seconds: float) -> None:
+        """One JSON line per step (``"kind": "step"``; the epoch lines have no "kind"): losses and images/s."""
+        if not self.info.is_main:
+            return
+        entry = {"kind": "step", "epoch": self.progress.epoch, "step": self.progress.step,
+                 "images_per_s": round(images_per_s, 2), "seconds": round(seconds, 4),
+                 **{k: round(v, 5) for k, v in values.items()}}
+        self.run.output.mkdir(parents=True, exist_ok=True)
+        with open(self.run.output / LOG_FILE, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
     def _diverged(self, losses: dict, total: torch.Tensor) -> None:
         last = self.run.output / checkpoints.LAST

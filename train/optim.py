@@ -62,13 +62,24 @@ def build_scheduler(optimizer, cfg: OptimConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def clip_and_step(model: nn.Module, optimizer, scheduler, max_norm: float) -> float:
-    """Clip the gradient norm (if max_norm > 0), step optimiser and schedule; returns the norm."""
+def clip_and_step(model: nn.Module, optimizer, scheduler, max_norm: float,
+                  scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """Clip the gradient norm (if max_norm > 0), step optimiser and schedule; returns the norm.
+
+    The norm stays a (device) tensor: reading it back would synchronise every step. With a
+    float16 ``scaler`` the gradients are unscaled before clipping, and a step whose gradients
+    overflowed is skipped (the scaler lowers its scale instead)."""
     params = [p for p in model.parameters() if p.grad is not None]
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if max_norm > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     else:
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
-    return float(norm)
+    return norm

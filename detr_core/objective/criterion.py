@@ -51,13 +51,41 @@ def weighted_total(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
 
 
 def num_boxes_across_processes(targets: list[dict], device: torch.device) -> float:
-    """Target boxes per process, averaged over processes, at least 1 (the loss normaliser)."""
-    n = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
-    world = 1
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(n)
-        world = dist.get_world_size()
-    return max(n.item() / world, 1.0)
+    """Target boxes per process, averaged over processes, at least 1 (the loss normaliser).
+
+    Alone, the count is a host number: a device tensor read back would synchronise the step."""
+    count = float(sum(len(t["labels"]) for t in targets))
+    if not (dist.is_available() and dist.is_initialized()):
+        return max(count, 1.0)
+    n = torch.tensor(count, device=device)
+    dist.all_reduce(n)
+    return max(n.item() / dist.get_world_size(), 1.0)
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One layer's matched pairs as flat device index tensors, each [M]: prediction
+    ``(batch_idx[k], query_idx[k])`` is paired with target ``target_idx[k]`` of the batch's
+    concatenated targets."""
+
+    batch_idx: Tensor
+    query_idx: Tensor
+    target_idx: Tensor
+
+
+def matched_on_device(layer_indices: list[list[tuple[Tensor, Tensor]]], sizes: list[int],
+                      device: torch.device) -> list[Matched]:
+    """The matcher's per-image host indices for L layers -> L ``Matched``, with one copy to the device."""
+    offsets = torch.tensor([0] + sizes[:-1]).cumsum(0).tolist()
+    rows, counts = [], []
+    for indices in layer_indices:
+        batch = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])  # [M]
+        query = torch.cat([src for src, _ in indices])  # [M]
+        target = torch.cat([tgt + off for (_, tgt), off in zip(indices, offsets)])  # [M]
+        rows.append(torch.stack([batch, query, target]))  # [3, M]
+        counts.append(len(query))
+    flat = torch.cat(rows, dim=1).to(device, non_blocking=True)  # [3, sum M], one transfer
+    return [Matched(*part) for part in flat.split(counts, dim=1)]
 
 
 class SetCriterion(nn.Module):
@@ -78,50 +106,71 @@ class SetCriterion(nn.Module):
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         """Losses for ``outputs`` ("pred_logits" [B,Q,C+1], "pred_boxes" [B,Q,4],
         optional "aux_outputs") against B target dicts ("labels" [N], "boxes" [N,4])."""
-        if outputs["pred_logits"].shape[-1] != self.num_classes + 1:
-            raise ValueError(
-                f"model predicts {outputs['pred_logits'].shape[-1]} logits per query; the criterion "
-                f"expects num_classes + 1 = {self.num_classes + 1}"
-            )
-        num_boxes = num_boxes_across_processes(targets, outputs["pred_logits"].device)
-        losses = self.layer_losses(outputs, targets, num_boxes, logged=True)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            aux_losses = self.layer_losses(aux, targets, num_boxes, logged=False)
-            losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
-        return losses
+        return self.forward_many([outputs], targets)[0]
+
+    def forward_many(self, many: list[dict], targets: list[dict]) -> list[dict[str, Tensor]]:
+        """``forward`` for several output dicts against the same targets (e.g. query groups), with
+        every decoder layer of every dict matched in one batched matcher call."""
+        for outputs in many:
+            if outputs["pred_logits"].shape[-1] != self.num_classes + 1:
+                raise ValueError(
+                    f"model predicts {outputs['pred_logits'].shape[-1]} logits per query; the criterion "
+                    f"expects num_classes + 1 = {self.num_classes + 1}"
+                )
+        device = many[0]["pred_logits"].device
+        num_boxes = num_boxes_across_processes(targets, device)
+        layers = [layer for o in many for layer in [o, *o.get("aux_outputs", [])]]
+        sizes = [len(t["labels"]) for t in targets]
+        matched = iter(matched_on_device(self.matcher.match_layers(layers, targets), sizes, device))
+        flat = _flat_targets(targets, device)
+        results = []
+        for outputs in many:
+            losses = self._layer(outputs, targets, flat, next(matched), num_boxes, logged=True)
+            for i, aux in enumerate(outputs.get("aux_outputs", [])):
+                aux_losses = self._layer(aux, targets, flat, next(matched), num_boxes, logged=False)
+                losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+            results.append(losses)
+        return results
 
     def layer_losses(self, outputs: dict, targets: list[dict], num_boxes: float,
                      logged: bool) -> dict[str, Tensor]:
-        """The losses of one decoder layer's predictions (matched independently)."""
-        indices = self.matcher(outputs, targets)
-        losses = self.loss_labels(outputs["pred_logits"], targets, indices, logged)
-        losses.update(self.loss_boxes(outputs["pred_boxes"], targets, indices, num_boxes))
+        """The losses of one decoder layer's predictions (matched on their own)."""
+        device = outputs["pred_logits"].device
+        sizes = [len(t["labels"]) for t in targets]
+        matched, = matched_on_device([self.matcher(outputs, targets)], sizes, device)
+        return self._layer(outputs, targets, _flat_targets(targets, device), matched, num_boxes, logged)
+
+    def _layer(self, outputs: dict, targets: list[dict], flat: tuple[Tensor, Tensor], matched: Matched,
+               num_boxes: float, logged: bool) -> dict[str, Tensor]:
+        # the losses in float32 whatever precision the model ran in (autocast outputs bfloat16/float16)
+        logits, boxes = outputs["pred_logits"].float(), outputs["pred_boxes"].float()
+        losses = self.loss_labels(logits, flat[0], matched, logged)
+        losses.update(self.loss_boxes(boxes, flat[1], matched, num_boxes))
         if logged:
-            losses["cardinality_error"] = self.cardinality_error(outputs["pred_logits"], targets)
+            losses["cardinality_error"] = self.cardinality_error(logits, targets)
         return losses
 
-    def loss_labels(self, logits: Tensor, targets: list[dict], indices, logged: bool) -> dict:
-        """Weighted cross-entropy over all B*Q queries; unmatched queries target "no object"."""
-        batch_idx, query_idx = _flat_indices(indices, logits.device)
-        matched_labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(
-            logits.device)  # [M]
+    def loss_labels(self, logits: Tensor, labels: Tensor, matched: Matched, logged: bool) -> dict:
+        """Weighted cross-entropy over all B*Q queries; unmatched queries target "no object".
+        ``labels``: the batch's concatenated target labels [T]."""
+        matched_labels = labels[matched.target_idx]  # [M]
         target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.long,
                                     device=logits.device)  # [B, Q]
-        target_classes[batch_idx, query_idx] = matched_labels
+        target_classes[matched.batch_idx, matched.query_idx] = matched_labels
         # cross_entropy wants the class dimension second
         loss_ce = F.cross_entropy(logits.transpose(1, 2),  # [B, C+1, Q]
                                   target_classes, self.class_weight)
         losses = {"loss_ce": loss_ce}
         if logged:
-            losses["class_error"] = _class_error(logits[batch_idx, query_idx], matched_labels)
+            losses["class_error"] = _class_error(logits[matched.batch_idx, matched.query_idx],
+                                                 matched_labels)
         return losses
 
-    def loss_boxes(self, pred_boxes: Tensor, targets: list[dict], indices,
-                   num_boxes: float) -> dict:
-        """L1 and (1 - GIoU) of the matched boxes, summed and divided by ``num_boxes``."""
-        batch_idx, query_idx = _flat_indices(indices, pred_boxes.device)
-        src = pred_boxes[batch_idx, query_idx]  # [M, 4] normalized cxcywh
-        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(src)  # [M, 4]
+    def loss_boxes(self, pred_boxes: Tensor, boxes: Tensor, matched: Matched, num_boxes: float) -> dict:
+        """L1 and (1 - GIoU) of the matched boxes, summed and divided by ``num_boxes``.
+        ``boxes``: the batch's concatenated target boxes [T, 4]."""
+        src = pred_boxes[matched.batch_idx, matched.query_idx]  # [M, 4] normalized cxcywh
+        tgt = boxes[matched.target_idx].to(src)  # [M, 4]
         loss_bbox = F.l1_loss(src, tgt, reduction="sum") / num_boxes
         giou = torch.diag(generalized_box_iou(box_convert(src, "cxcywh", "xyxy"),
                                               box_convert(tgt, "cxcywh", "xyxy")))  # [M]
@@ -136,11 +185,11 @@ class SetCriterion(nn.Module):
         return F.l1_loss(predicted, actual)
 
 
-def _flat_indices(indices, device) -> tuple[Tensor, Tensor]:
-    """(batch index, query index) of every matched prediction, each [M]."""
-    batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
-    query_idx = torch.cat([src for src, _ in indices])
-    return batch_idx.to(device), query_idx.to(device)
+def _flat_targets(targets: list[dict], device) -> tuple[Tensor, Tensor]:
+    """The batch's target labels [T] and boxes [T, 4], concatenated on ``device``."""
+    labels = torch.cat([t["labels"] for t in targets]).to(device, non_blocking=True)
+    boxes = torch.cat([t["boxes"].reshape(-1, 4) for t in targets]).to(device, non_blocking=True)
+    return labels, boxes
 
 
 @torch.no_grad()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+from torch.profiler import record_function
 from torchvision.ops import box_convert, generalized_box_iou
 
 
@@ -81,13 +83,15 @@ def _empty_match() -> tuple[Tensor, Tensor]:
 class HungarianMatcher:
     """Optimal one-to-one assignment of predictions to targets, per image.
 
-    Not an ``nn.Module``: it has no parameters and runs without gradients.
+    Not an ``nn.Module``: it has no parameters and runs without gradients. The costs of
+    every image (and, with ``match_layers``, of every decoder layer) are computed in one
+    batched pass on the predictions' device and copied to the host once: per image, the
+    copy's synchronisation cost far more than the small assignment problems themselves.
     """
 
     def __init__(self, weights: MatchWeights = MatchWeights()):
         self.weights = weights
 
-    @torch.no_grad()
     def __call__(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
         """Match each image's predictions with its targets.
 
@@ -100,25 +104,43 @@ class HungarianMatcher:
             CPU, ``pred_idx`` sorted; prediction ``pred_idx[k]`` is matched with
             target ``tgt_idx[k]``.
         """
-        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
-        if len(targets) != logits.shape[0]:
-            raise ValueError(
-                f"{len(targets)} target dicts for a batch of {logits.shape[0]} predictions"
-            )
-        return [self._match_one(logits[b], boxes[b], t) for b, t in enumerate(targets)]
+        return self.match_layers([outputs], targets)[0]
 
-    def _match_one(self, logits: Tensor, boxes: Tensor, target: dict) -> tuple[Tensor, Tensor]:
-        labels, tgt_boxes = target["labels"], target["boxes"]
-        if labels.numel() == 0:
-            return _empty_match()
-        costs = match_costs(logits, boxes, labels.to(logits.device), tgt_boxes.to(boxes.device),
-                            self.weights)
-        total = costs.total.cpu()
-        if not torch.isfinite(total).all():
-            raise RuntimeError(
-                "non-finite matching cost (NaN/inf in predicted boxes or logits); "
-                "the model has diverged, lower the learning rate or resume from an earlier checkpoint"
-            )
-        pred_idx, tgt_idx = linear_sum_assignment(total.numpy())
-        return (torch.as_tensor(pred_idx, dtype=torch.long),
-                torch.as_tensor(tgt_idx, dtype=torch.long))
+    @torch.no_grad()
+    def match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
+        """``__call__`` for L output dicts of the same shape (e.g. the decoder layers) at once:
+        one cost computation and one host transfer for all of them. -> L lists of B pairs."""
+        with record_function("matcher"):  # a profiler's label; free without one
+            return self._match_layers(layers, targets)
+
+    def _match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
+        logits = torch.stack([o["pred_logits"] for o in layers])  # [L, B, Q, C+1]
+        boxes = torch.stack([o["pred_boxes"] for o in layers])  # [L, B, Q, 4]
+        n_layers, batch, queries = logits.shape[:3]
+        if len(targets) != batch:
+            raise ValueError(f"{len(targets)} target dicts for a batch of {batch} predictions")
+        sizes = [len(t["labels"]) for t in targets]
+        if sum(sizes) == 0:
+            return [[_empty_match() for _ in targets] for _ in layers]
+        labels = torch.cat([t["labels"] for t in targets]).to(logits.device)  # [T]
+        tgt_boxes = torch.cat([t["boxes"] for t in targets]).to(boxes.device)  # [T, 4]
+        # every prediction against every target of the batch; each image keeps its own block
+        total = match_costs(logits.flatten(0, 2), boxes.flatten(0, 2), labels, tgt_boxes,
+                            self.weights).total  # [L*B*Q, T]
+        total = total.view(n_layers, batch, queries, -1).cpu().numpy()  # [L, B, Q, T], one transfer
+        ends = np.cumsum(sizes)
+        return [[_assign(total[layer, b, :, end - n:end]) for b, (n, end) in enumerate(zip(sizes, ends))]
+                for layer in range(n_layers)]
+
+
+def _assign(cost: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Hungarian assignment on one image's [Q, N] cost block."""
+    if cost.shape[1] == 0:
+        return _empty_match()
+    if not np.isfinite(cost).all():
+        raise RuntimeError(
+            "non-finite matching cost (NaN/inf in predicted boxes or logits); "
+            "the model has diverged, lower the learning rate or resume from an earlier checkpoint"
+        )
+    pred_idx, tgt_idx = linear_sum_assignment(cost)
+    return torch.as_tensor(pred_idx, dtype=torch.long), torch.as_tensor(tgt_idx, dtype=torch.long)
