@@ -14,6 +14,10 @@ from detr_core.inspection.coords import CoordinateMap, FeatureLevel, infer_strid
     ((800, 1066), (13, 17), 64),  # the extra stride-2 level on C5
     ((640, 640), (20, 20), 32),  # 33 fits too; the power of two wins
     ((560, 560), (40, 40), 14),  # DINOv2 patches
+    # stride 64 on a small non-square input: ceil(96 / 64) = 2, ceil(160 / 64) = 3, although 160 / 3 = 53.3
+    # (54 fits too: the power of two wins, as for the stride-32 level (3, 5) and the stride-8 one (12, 20))
+    ((96, 160), (2, 3), 64), ((96, 160), (3, 5), 32), ((96, 160), (12, 20), 8),
+    ((90, 100), (1, 1), 128),  # one cell: any stride from 100 up fits; the power of two nearest the ratio
 ])
 def test_infer_stride(input_size, level, stride):
     assert infer_stride(input_size, level) == stride
