@@ -442,3 +442,56 @@ def test_read_hf_model_by_hand(tmp_path):
     assert origin.set_aside == () and origin.architecture == "DetrForObjectDetection"
     message = _error(read_hf_model, hf_files(tmp_path, "here"), {"dropout": 2.0})
     assert message == "overrides {'dropout': 2.0} for here: dropout=2.0: expected a rate in [0, 1)"
+
+
+def test_save_hf_writes_three_files_that_read_back_to_the_same_model(tmp_path):
+    """save_hf by hand on a tiny model of this project (no transformers needed): the JSON files are hf_config's and
+    hf_preprocessor's, the tensors carry save_pretrained's names, and reading the folder gives every tensor back."""
+    import detr_core
+    from safetensors.torch import load_file
+
+    from detr_core.weights.hf_export import save_hf
+
+    torch.manual_seed(0)
+    config = detr_core.tiny_config(num_classes=3, position_embedding="learned")
+    model = detr_core.build_model(config, PreprocessConfig(96, 160), ["a", "b", "c"])
+    folder = save_hf(model, tmp_path / "new" / "hf")  # parents created
+    assert folder == tmp_path / "new" / "hf"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert json.loads((folder / "config.json").read_text()) == hf_config(config, ["a", "b", "c"])
+    assert (folder / "config.json").read_text().endswith("}\n")
+    assert json.loads((folder / "preprocessor_config.json").read_text()) == hf_preprocessor(PreprocessConfig(96, 160))
+    written = load_file(folder / "model.safetensors")
+    assert "model.position_embedding.row_embeddings.weight" in written
+    assert "model.encoder.layers.1.self_attn.v_proj.weight" in written
+    state, read_config_back, pre, names, origin = read_hf_model(hf_files(folder))
+    assert read_config_back == config and pre == PreprocessConfig(96, 160) and names == ["a", "b", "c"]
+    assert origin.set_aside == () and origin.backbone_layout == "timm"
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert sorted(state) == sorted(expected)
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_save_hf_refuses_an_optimised_copy_and_leaves_no_temporary_files(tmp_path):
+    import detr_core
+
+    from detr_core.weights.hf_export import _atomic, save_hf
+
+    model = detr_core.build_model(detr_core.tiny_config())
+    model.inference_only = True
+    with pytest.raises(ValueError) as err:
+        save_hf(model, tmp_path / "x")
+    assert str(err.value) == ("this model was rewritten by optimize_for_inference (batch norms folded) and cannot be"
+                              " exported; export the model you optimised instead")
+    assert not (tmp_path / "x").exists()
+
+    def fail(tmp):
+        with open(tmp, "w") as handle:
+            handle.write("half")
+        raise OSError("disk full")
+    (tmp_path / "kept.json").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        _atomic(tmp_path / "kept.json", fail)
+    assert (tmp_path / "kept.json").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
+    _atomic(tmp_path / "kept.json", lambda tmp: open(tmp, "w").write("new"))
+    assert (tmp_path / "kept.json").read_text() == "new" and len(list(tmp_path.iterdir())) == 1
