@@ -105,3 +105,85 @@ def test_sigmoid_scores_have_a_no_object_column():
     np.testing.assert_allclose(class_probabilities(np.array([[1.0, 1.0, 1.0]]), "softmax"), [[1 / 3] * 3], rtol=1e-6)
     with pytest.raises(ValueError, match="score_kind"):
         class_probabilities(np.zeros((1, 2)), "logistic")
+
+
+def test_layer_probabilities_of_detr_are_a_softmax_and_of_the_family_their_own():
+    from types import SimpleNamespace
+
+    from detr_core.family.scoring import FamilyScoring, layer_probabilities
+
+    detr = SimpleNamespace(layer_logits=np.array([[[0.0, np.log(3.0)]], [[np.log(2.0), 0.0]]]))  # [L=2, Q=1, 2]
+    np.testing.assert_allclose(layer_probabilities(detr, 0), [[0.25, 0.75]], rtol=1e-6)
+    np.testing.assert_allclose(layer_probabilities(detr), [[2 / 3, 1 / 3]], rtol=1e-6)
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        layer_logits = np.array([[[0.0, 0.0]], [[np.log(3.0), -np.log(3.0)]]])  # sigmoids 0.5, 0.5; 0.75, 0.25
+
+    family = Family()
+    np.testing.assert_allclose(layer_probabilities(family, 0), [[0.5, 0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(layer_probabilities(family, -1), [[0.75, 0.25, 0.25]], rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(1), [[0.75, 0.25, 0.25]], rtol=1e-6)
+
+
+def test_family_detections_by_hand():
+    """Two queries, two classes, a 100x200 image: scores are the best sigmoid, boxes corners times (W, H)."""
+    from detr_core.family.scoring import FamilyScoring
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        coords = CoordinateMap((100, 200), (50, 100), (2, 4), 25)
+        layer_logits = np.array([[[0.0, np.log(4.0)], [np.log(9.0), 0.0]],  # layer 0: 0.8 (class 1), 0.9 (class 0)
+                                 [[-5.0, -5.0], [np.log(3.0), 0.0]]])  # layer 1: 0.0067, 0.75 (class 0)
+        layer_boxes = np.array([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.75, 0.5, 0.5]]] * 2)
+
+        def class_name(self, label):
+            return ["cat", "dog"][label]
+
+    found = Family().detections(threshold=0.5, layer=0)
+    assert [(d.query, d.label, d.name) for d in found] == [(1, 0, "cat"), (0, 1, "dog")]
+    assert [d.score for d in found] == pytest.approx([0.9, 0.8])
+    assert found[0].box == pytest.approx((0.0, 50.0, 100.0, 100.0)) and found[1].box == pytest.approx((80, 30, 120, 70))
+    assert [d.query for d in Family().detections()] == [1]  # the last layer, threshold 0.5 by default
+    assert Family().detections(threshold=0.75) == []  # strictly above the threshold
+
+
+def test_capabilities_of_a_detr_inspection_by_hand():
+    from types import SimpleNamespace
+
+    from detr_core.family.capabilities import Capabilities, capabilities
+
+    ins = SimpleNamespace(decoder_cross_attention=np.zeros((3, 2, 5, 6)), encoder_attention=np.zeros((4, 8, 6, 6)))
+    caps = capabilities(ins)
+    assert (caps.model_type, caps.title, caps.decoder_layers, caps.heads, caps.levels, caps.encoder_layers,
+            caps.encoder_heads, caps.is_deformable, caps.has_dense_encoder, caps.has_deformable_encoder,
+            caps.score_kind) == ("detr", "DETR", 3, 2, 1, 4, 8, False, True, False, "softmax")
+    dense = "DETR's attention is dense: every cell gets a weight, shown as the heatmap"
+    assert caps.reason("sampling_points") == caps.reason("encoder_sampling_points") == dense
+    assert caps.reason("reference") == "DETR's queries have no reference point: they are learned embeddings"
+    assert caps.supports("encoder") and caps.supports("encoder_incoming") and not caps.supports("reference")
+    own = Capabilities("x", "X", 1, 1, 1, 0, 0, True, False, False, "sigmoid")
+    assert capabilities(SimpleNamespace(capabilities=own)) is own
+    with pytest.raises(ValueError) as err:
+        Capabilities("x", "X", 1, 1, 1, 0, 0, True, False, False, "sigmoid", (("heatmap", "why"),))
+    assert str(err.value).startswith("unknown views ['heatmap']; known: ('decoder_heatmap', 'sampling_points',")
+    with pytest.raises(ValueError) as err:
+        own.supports("heatmap")
+    assert str(err.value).startswith("unknown view 'heatmap'; known: ('decoder_heatmap',")
+
+
+def test_family_specs_refuse_unknown_kinds():
+    from detr_core.family.registry import FamilySpec
+
+    with pytest.raises(ValueError) as err:
+        FamilySpec("m", "M", "A", "P", "sparse", "dense", "lw")
+    assert str(err.value) == "m: unknown decoder/encoder kind sparse/dense"
+    with pytest.raises(ValueError, match="^m: unknown decoder/encoder kind dense/sparse$"):
+        FamilySpec("m", "M", "A", "P", "dense", "sparse", "lw")
+    with pytest.raises(ValueError) as err:
+        FamilySpec("m", "M", "A", "P", "deformable", "none", "yolo")
+    assert str(err.value) == "m: unknown layer_heads 'yolo'"
+    for encoder in ("dense", "deformable", "dense-coarsest", "none"):
+        assert FamilySpec("m", "M", "A", "P", "dense", encoder, "dab").encoder == encoder
+    assert FamilySpec("m", "M", "A", "P", "dense", "none", "dab").decoder_view == (
+        "per-head cross-attention heatmap over the stride-32 grid")

@@ -68,9 +68,11 @@ TARGETS = {
     "hf_keys": Target(("detr_core/weights/hf_keys.py", "detr_core/weights/hf_model.py",
                        "detr_core/weights/hf_export.py"),
                       ("tests/test_hf_config.py", "tests/test_hf_bad_input.py")),
-    # the family's geometry, scores and registry: hand-worked tests on arrays, and the reference tests
-    "family_geometry": Target(("detr_core/family/deformable.py", "detr_core/family/scoring.py",
-                               "detr_core/family/capabilities.py", "detr_core/family/registry.py"),
+    # the family's scores, capabilities and registry: hand-worked tests on arrays, no model
+    "family_scoring": Target(("detr_core/family/scoring.py", "detr_core/family/capabilities.py",
+                              "detr_core/family/registry.py"), ("tests/test_family_geometry.py",)),
+    # sampling points and their splat: by hand, and on tiny models against the captured calls
+    "family_geometry": Target(("detr_core/family/deformable.py",),
                               ("tests/test_family_geometry.py", "tests/test_family_reference.py")),
     # per-layer heads and the capture: tiny transformers models against their own outputs
     "family_layers": Target(("detr_core/family/layers.py", "detr_core/family/capture.py",
