@@ -337,6 +337,19 @@ def test_memory_is_given_back_after_evictions_and_forward_passes_only(monkeypatc
     assert trims == [0, 0]
     store.release_group(None)
     assert trims == [0, 0, 0] and len(store) == 0
+    clock = Clock()
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=clock)
+    store.put("old", _array(1))
+    clock.now = 61
+    assert store.get("other") is None and len(store) == 0  # a get that sweeps an idle entry trims too
+    assert trims == [0, 0, 0, 0]
+
+
+def test_an_entry_larger_than_the_budget_stays_while_it_is_read():
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=Clock())
+    store.put("huge", _array(15))
+    assert store.get("huge") is not None and store.keys() == ["huge"] and store.used_bytes == 15 * MB
+    assert store.get_or_make("huge", lambda: 1 / 0) == (store.get("huge"), False)
 
 
 def test_glibc_trim_is_found_on_linux():
