@@ -187,3 +187,28 @@ def test_family_specs_refuse_unknown_kinds():
         assert FamilySpec("m", "M", "A", "P", "dense", encoder, "dab").encoder == encoder
     assert FamilySpec("m", "M", "A", "P", "dense", "none", "dab").decoder_view == (
         "per-head cross-attention heatmap over the stride-32 grid")
+
+
+def test_the_registry_by_hand():
+    from detr_core.family.registry import spec_for, views_table
+
+    assert spec_for("rt_detr").title == "RT-DETR"
+    with pytest.raises(ValueError) as err:
+        spec_for("detr")
+    assert str(err.value) == (
+        "model_type 'detr' is not a supported DETR-family model (plain DETR checkpoints open through"
+        " detr_core.load_model); supported: conditional_detr, d_fine, dab-detr, deformable_detr, deimv2, lw_detr,"
+        " rf_detr, rt_detr, rt_detr_v2")
+    with pytest.raises(ValueError, match=r"^model_type 'yolo' is not a supported DETR-family model; supported"):
+        spec_for("yolo")
+    table = views_table().splitlines()
+    assert table[:2] == ["| Model (`model_type`) | Decoder view | Encoder view | Notes |", "|---|---|---|---|"]
+    assert table[2] == ("| Conditional DETR (`conditional_detr`) | per-head cross-attention heatmap over the stride-32"
+                        " grid | per-head self-attention of the clicked cell (both directions) | reference point per"
+                        " query (the same in every layer) |")
+    assert table[5] == ("| RT-DETR (`rt_detr`) | sampling points (per head, level, point; size = weight) and their"
+                        " bilinear splat as a heatmap | per-head AIFI self-attention of the clicked cell on the"
+                        " coarsest level (stride 32) | 640x640 input, no normalisation |")
+    assert "| none: no transformer encoder (the backbone's own attention is not shown) |" in table[-1]
+    assert "| the sampling points of the clicked location (deformable encoder) and their splat |" in table[4]
+    assert len(table) == 2 + 9

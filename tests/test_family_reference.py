@@ -15,7 +15,6 @@ from PIL import Image
 
 from detr_core.family import FamilyModel, capabilities, capture_family, inspect_family, load_family_model
 from detr_core.family.capture import deformable_attention_modules
-from detr_core.family.registry import spec_for, views_table
 from family_models import TINY
 
 H, W = 120, 200  # the image: non-square, and another size than every model's input
@@ -314,26 +313,3 @@ def test_unavailable_views_say_why_in_the_models_words(family):
     assert dab.reason("encoder_sampling_points") == "DAB-DETR's encoder attends densely"
     with pytest.raises(ValueError, match="unknown view 'heatmap'"):
         dab.reason("heatmap")
-
-
-def test_the_registry_by_hand():
-    assert spec_for("rt_detr").title == "RT-DETR"
-    with pytest.raises(ValueError) as err:
-        spec_for("detr")
-    assert str(err.value) == (
-        "model_type 'detr' is not a supported DETR-family model (plain DETR checkpoints open through"
-        " detr_core.load_model); supported: conditional_detr, d_fine, dab-detr, deformable_detr, deimv2, lw_detr,"
-        " rf_detr, rt_detr, rt_detr_v2")
-    with pytest.raises(ValueError, match=r"^model_type 'yolo' is not a supported DETR-family model; supported"):
-        spec_for("yolo")
-    table = views_table().splitlines()
-    assert table[:2] == ["| Model (`model_type`) | Decoder view | Encoder view | Notes |", "|---|---|---|---|"]
-    assert table[2] == ("| Conditional DETR (`conditional_detr`) | per-head cross-attention heatmap over the stride-32"
-                        " grid | per-head self-attention of the clicked cell (both directions) | reference point per"
-                        " query (the same in every layer) |")
-    assert table[5] == ("| RT-DETR (`rt_detr`) | sampling points (per head, level, point; size = weight) and their"
-                        " bilinear splat as a heatmap | per-head AIFI self-attention of the clicked cell on the"
-                        " coarsest level (stride 32) | 640x640 input, no normalisation |")
-    assert "| none: no transformer encoder (the backbone's own attention is not shown) |" in table[-1]
-    assert "| the sampling points of the clicked location (deformable encoder) and their splat |" in table[4]
-    assert len(table) == 2 + 9
