@@ -234,6 +234,8 @@ def test_a_store_needs_a_positive_budget_and_idle_time(budget, idle):
     with pytest.raises(ValueError) as err:
         InspectionStore(budget_bytes=budget, idle_seconds=idle)
     assert str(err.value) == f"budget_bytes={budget} and idle_seconds={idle} must be positive"
+    tiny = InspectionStore(budget_bytes=1, idle_seconds=0.5)  # small but positive: accepted
+    assert (tiny.budget_bytes, tiny.idle_seconds) == (1, 0.5)
 
 
 def test_defaults_summary_length_and_membership():
