@@ -212,3 +212,45 @@ def test_the_registry_by_hand():
     assert "| none: no transformer encoder (the backbone's own attention is not shown) |" in table[-1]
     assert "| the sampling points of the clicked location (deformable encoder) and their splat |" in table[4]
     assert len(table) == 2 + 9
+
+
+def test_class_probabilities_row_by_row_without_overflow_and_in_float64():
+    """Several rows (a softmax over the wrong axis would show), huge logits (no overflow), a batch of layers, and
+    float32 logits computed in float64 (1 - sigmoid(20) is 2.1e-9, 0 in float32 arithmetic)."""
+    third = np.log(3.0)
+    probs = class_probabilities(np.array([[1000.0, 1000.0 + third], [np.log(2.0), 0.0]]), "softmax")
+    np.testing.assert_allclose(probs, [[0.25, 0.75], [2 / 3, 1 / 3]], rtol=1e-6)
+    assert probs.dtype == np.float32
+    layers = class_probabilities(np.array([[[third, -third]], [[0.0, 0.0]]]), "sigmoid")  # [L=2, Q=1, C=2]
+    np.testing.assert_allclose(layers, [[[0.75, 0.25, 0.25]], [[0.5, 0.5, 0.5]]], rtol=1e-6)
+    assert layers.dtype == np.float32
+    assert class_probabilities(np.array([[20.0]], dtype=np.float32), "sigmoid")[0, 1] == pytest.approx(2.06e-9, rel=1e-2)
+
+
+def test_family_labels_per_query_ties_in_query_order_and_any_layer():
+    from detr_core.family.scoring import FamilyScoring
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        coords = CoordinateMap((10, 10), (10, 10), (1, 1), 10)
+        layer_logits = np.array([[[1.0, 0.0], [2.0, 3.0], [0.0, 4.0]],
+                                 [[0.0, 1.0], [5.0, 0.0], [0.0, 0.0]],
+                                 [[0.0, 0.0], [0.0, 0.0], [6.0, 0.0]]])  # [L=3, Q=3, C=2]
+        layer_boxes = np.full((3, 3, 4), 0.5)
+
+        def class_name(self, label):
+            return str(label)
+
+    family = Family()
+    assert [(d.query, d.label) for d in family.detections(0.0, layer=0)] == [(2, 1), (1, 1), (0, 0)]
+    assert [(d.query, d.label) for d in family.detections(0.0, layer=1)] == [(1, 0), (0, 1), (2, 0)]
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    np.testing.assert_allclose(family.layer_probabilities(1)[:, 0], sigmoid(np.array([0.0, 5.0, 0.0])), rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(-2)[:, 0], sigmoid(np.array([0.0, 5.0, 0.0])), rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(-1)[:, 0], sigmoid(np.array([0.0, 0.0, 6.0])), rtol=1e-6)
+
+    class Ties(Family):
+        layer_logits = np.zeros((1, 40, 2))  # every query scores 0.5: best first keeps the query order
+        layer_boxes = np.full((1, 40, 4), 0.5)
+
+    assert [d.query for d in Ties().detections(0.0)] == list(range(40))
