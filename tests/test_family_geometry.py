@@ -221,6 +221,8 @@ def test_class_probabilities_row_by_row_without_overflow_and_in_float64():
     probs = class_probabilities(np.array([[1000.0, 1000.0 + third], [np.log(2.0), 0.0]]), "softmax")
     np.testing.assert_allclose(probs, [[0.25, 0.75], [2 / 3, 1 / 3]], rtol=1e-6)
     assert probs.dtype == np.float32
+    batch = class_probabilities(np.array([[[0.0, third]], [[np.log(2.0), 0.0]]]), "softmax")  # [L=2, Q=1, C+1=2]
+    np.testing.assert_allclose(batch, [[[0.25, 0.75]], [[2 / 3, 1 / 3]]], rtol=1e-6)
     layers = class_probabilities(np.array([[[third, -third]], [[0.0, 0.0]]]), "sigmoid")  # [L=2, Q=1, C=2]
     np.testing.assert_allclose(layers, [[[0.75, 0.25, 0.25]], [[0.5, 0.5, 0.5]]], rtol=1e-6)
     assert layers.dtype == np.float32
