@@ -15,6 +15,10 @@ from detr_core.inspection.coords import CoordinateMap, FeatureLevel, infer_strid
     ((214, 427), (4, 7), 64),  # 427 / 7 = 61 fits too; ceil(214 / 64) = 4, ceil(427 / 64) = 7: the power of two
     ((640, 640), (20, 20), 32),  # 33 fits too; the power of two wins
     ((560, 560), (40, 40), 14),  # DINOv2 patches
+    # stride 64 on a small non-square input: ceil(96 / 64) = 2, ceil(160 / 64) = 3, although 160 / 3 = 53.3
+    # (54 fits too: the power of two wins, as for the stride-32 level (3, 5) and the stride-8 one (12, 20))
+    ((96, 160), (2, 3), 64), ((96, 160), (3, 5), 32), ((96, 160), (12, 20), 8),
+    ((90, 100), (1, 1), 128),  # one cell: any stride from 100 up fits; the power of two nearest the ratio
 ])
 def test_infer_stride(input_size, level, stride):
     assert infer_stride(input_size, level) == stride
@@ -102,3 +106,154 @@ def test_sigmoid_scores_have_a_no_object_column():
     np.testing.assert_allclose(class_probabilities(np.array([[1.0, 1.0, 1.0]]), "softmax"), [[1 / 3] * 3], rtol=1e-6)
     with pytest.raises(ValueError, match="score_kind"):
         class_probabilities(np.zeros((1, 2)), "logistic")
+
+
+def test_layer_probabilities_of_detr_are_a_softmax_and_of_the_family_their_own():
+    from types import SimpleNamespace
+
+    from detr_core.family.scoring import FamilyScoring, layer_probabilities
+
+    detr = SimpleNamespace(layer_logits=np.array([[[0.0, np.log(3.0)]], [[np.log(2.0), 0.0]]]))  # [L=2, Q=1, 2]
+    np.testing.assert_allclose(layer_probabilities(detr, 0), [[0.25, 0.75]], rtol=1e-6)
+    np.testing.assert_allclose(layer_probabilities(detr), [[2 / 3, 1 / 3]], rtol=1e-6)
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        layer_logits = np.array([[[0.0, 0.0]], [[np.log(3.0), -np.log(3.0)]]])  # sigmoids 0.5, 0.5; 0.75, 0.25
+
+    family = Family()
+    np.testing.assert_allclose(layer_probabilities(family, 0), [[0.5, 0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(layer_probabilities(family, -1), [[0.75, 0.25, 0.25]], rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(1), [[0.75, 0.25, 0.25]], rtol=1e-6)
+
+
+def test_family_detections_by_hand():
+    """Two queries, two classes, a 100x200 image: scores are the best sigmoid, boxes corners times (W, H)."""
+    from detr_core.family.scoring import FamilyScoring
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        coords = CoordinateMap((100, 200), (50, 100), (2, 4), 25)
+        layer_logits = np.array([[[0.0, np.log(4.0)], [np.log(9.0), 0.0]],  # layer 0: 0.8 (class 1), 0.9 (class 0)
+                                 [[-5.0, -5.0], [np.log(3.0), 0.0]]])  # layer 1: 0.0067, 0.75 (class 0)
+        layer_boxes = np.array([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.75, 0.5, 0.5]]] * 2)
+
+        def class_name(self, label):
+            return ["cat", "dog"][label]
+
+    found = Family().detections(threshold=0.5, layer=0)
+    assert [(d.query, d.label, d.name) for d in found] == [(1, 0, "cat"), (0, 1, "dog")]
+    assert [d.score for d in found] == pytest.approx([0.9, 0.8])
+    assert found[0].box == pytest.approx((0.0, 50.0, 100.0, 100.0)) and found[1].box == pytest.approx((80, 30, 120, 70))
+    assert [d.query for d in Family().detections()] == [1]  # the last layer, threshold 0.5 by default
+    assert Family().detections(threshold=0.75) == []  # strictly above the threshold
+
+
+def test_capabilities_of_a_detr_inspection_by_hand():
+    from types import SimpleNamespace
+
+    from detr_core.family.capabilities import Capabilities, capabilities
+
+    ins = SimpleNamespace(decoder_cross_attention=np.zeros((3, 2, 5, 6)), encoder_attention=np.zeros((4, 8, 6, 6)))
+    caps = capabilities(ins)
+    assert (caps.model_type, caps.title, caps.decoder_layers, caps.heads, caps.levels, caps.encoder_layers,
+            caps.encoder_heads, caps.is_deformable, caps.has_dense_encoder, caps.has_deformable_encoder,
+            caps.score_kind) == ("detr", "DETR", 3, 2, 1, 4, 8, False, True, False, "softmax")
+    dense = "DETR's attention is dense: every cell gets a weight, shown as the heatmap"
+    assert caps.reason("sampling_points") == caps.reason("encoder_sampling_points") == dense
+    assert caps.reason("reference") == "DETR's queries have no reference point: they are learned embeddings"
+    assert caps.supports("encoder") and caps.supports("encoder_incoming") and not caps.supports("reference")
+    own = Capabilities("x", "X", 1, 1, 1, 0, 0, True, False, False, "sigmoid")
+    assert capabilities(SimpleNamespace(capabilities=own)) is own
+    with pytest.raises(ValueError) as err:
+        Capabilities("x", "X", 1, 1, 1, 0, 0, True, False, False, "sigmoid", (("heatmap", "why"),))
+    assert str(err.value).startswith("unknown views ['heatmap']; known: ('decoder_heatmap', 'sampling_points',")
+    with pytest.raises(ValueError) as err:
+        own.supports("heatmap")
+    assert str(err.value).startswith("unknown view 'heatmap'; known: ('decoder_heatmap',")
+
+
+def test_family_specs_refuse_unknown_kinds():
+    from detr_core.family.registry import FamilySpec
+
+    with pytest.raises(ValueError) as err:
+        FamilySpec("m", "M", "A", "P", "sparse", "dense", "lw")
+    assert str(err.value) == "m: unknown decoder/encoder kind sparse/dense"
+    with pytest.raises(ValueError, match="^m: unknown decoder/encoder kind dense/sparse$"):
+        FamilySpec("m", "M", "A", "P", "dense", "sparse", "lw")
+    with pytest.raises(ValueError) as err:
+        FamilySpec("m", "M", "A", "P", "deformable", "none", "yolo")
+    assert str(err.value) == "m: unknown layer_heads 'yolo'"
+    for encoder in ("dense", "deformable", "dense-coarsest", "none"):
+        assert FamilySpec("m", "M", "A", "P", "dense", encoder, "dab").encoder == encoder
+    assert FamilySpec("m", "M", "A", "P", "dense", "none", "dab").decoder_view == (
+        "per-head cross-attention heatmap over the stride-32 grid")
+
+
+def test_the_registry_by_hand():
+    from detr_core.family.registry import spec_for, views_table
+
+    assert spec_for("rt_detr").title == "RT-DETR"
+    with pytest.raises(ValueError) as err:
+        spec_for("detr")
+    assert str(err.value) == (
+        "model_type 'detr' is not a supported DETR-family model (plain DETR checkpoints open through"
+        " detr_core.load_model); supported: conditional_detr, d_fine, dab-detr, deformable_detr, deimv2, lw_detr,"
+        " rf_detr, rt_detr, rt_detr_v2")
+    with pytest.raises(ValueError, match=r"^model_type 'yolo' is not a supported DETR-family model; supported"):
+        spec_for("yolo")
+    table = views_table().splitlines()
+    assert table[:2] == ["| Model (`model_type`) | Decoder view | Encoder view | Notes |", "|---|---|---|---|"]
+    assert table[2] == ("| Conditional DETR (`conditional_detr`) | per-head cross-attention heatmap over the stride-32"
+                        " grid | per-head self-attention of the clicked cell (both directions) | reference point per"
+                        " query (the same in every layer) |")
+    assert table[5] == ("| RT-DETR (`rt_detr`) | sampling points (per head, level, point; size = weight) and their"
+                        " bilinear splat as a heatmap | per-head AIFI self-attention of the clicked cell on the"
+                        " coarsest level (stride 32) | 640x640 input, no normalisation |")
+    assert "| none: no transformer encoder (the backbone's own attention is not shown) |" in table[-1]
+    assert "| the sampling points of the clicked location (deformable encoder) and their splat |" in table[4]
+    assert len(table) == 2 + 9
+
+
+def test_class_probabilities_row_by_row_without_overflow_and_in_float64():
+    """Several rows (a softmax over the wrong axis would show), huge logits (no overflow), a batch of layers, and
+    float32 logits computed in float64 (1 - sigmoid(20) is 2.1e-9, 0 in float32 arithmetic)."""
+    third = np.log(3.0)
+    probs = class_probabilities(np.array([[1000.0, 1000.0 + third], [np.log(2.0), 0.0]]), "softmax")
+    np.testing.assert_allclose(probs, [[0.25, 0.75], [2 / 3, 1 / 3]], rtol=1e-6)
+    assert probs.dtype == np.float32
+    batch = class_probabilities(np.array([[[0.0, third]], [[np.log(2.0), 0.0]]]), "softmax")  # [L=2, Q=1, C+1=2]
+    np.testing.assert_allclose(batch, [[[0.25, 0.75]], [[2 / 3, 1 / 3]]], rtol=1e-6)
+    layers = class_probabilities(np.array([[[third, -third]], [[0.0, 0.0]]]), "sigmoid")  # [L=2, Q=1, C=2]
+    np.testing.assert_allclose(layers, [[[0.75, 0.25, 0.25]], [[0.5, 0.5, 0.5]]], rtol=1e-6)
+    assert layers.dtype == np.float32
+    assert class_probabilities(np.array([[20.0]], dtype=np.float32), "sigmoid")[0, 1] == pytest.approx(2.06e-9, rel=1e-2)
+
+
+def test_family_labels_per_query_ties_in_query_order_and_any_layer():
+    from detr_core.family.scoring import FamilyScoring
+
+    class Family(FamilyScoring):
+        score_kind = "sigmoid"
+        coords = CoordinateMap((10, 10), (10, 10), (1, 1), 10)
+        layer_logits = np.array([[[1.0, 0.0], [2.0, 3.0], [0.0, 4.0]],
+                                 [[0.0, 1.0], [5.0, 0.0], [0.0, 0.0]],
+                                 [[0.0, 0.0], [0.0, 0.0], [6.0, 0.0]]])  # [L=3, Q=3, C=2]
+        layer_boxes = np.full((3, 3, 4), 0.5)
+
+        def class_name(self, label):
+            return str(label)
+
+    family = Family()
+    assert [(d.query, d.label) for d in family.detections(0.0, layer=0)] == [(2, 1), (1, 1), (0, 0)]
+    assert [(d.query, d.label) for d in family.detections(0.0, layer=1)] == [(1, 0), (0, 1), (2, 0)]
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    np.testing.assert_allclose(family.layer_probabilities(1)[:, 0], sigmoid(np.array([0.0, 5.0, 0.0])), rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(-2)[:, 0], sigmoid(np.array([0.0, 5.0, 0.0])), rtol=1e-6)
+    np.testing.assert_allclose(family.layer_probabilities(-1)[:, 0], sigmoid(np.array([0.0, 0.0, 6.0])), rtol=1e-6)
+
+    class Ties(Family):
+        layer_logits = np.zeros((1, 40, 2))  # every query scores 0.5: best first keeps the query order
+        layer_boxes = np.full((1, 40, 4), 0.5)
+
+    assert [d.query for d in Ties().detections(0.0)] == list(range(40))

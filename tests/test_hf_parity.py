@@ -204,3 +204,65 @@ def test_dilation_on_transformers_resnet_is_ignored_as_transformers_ignores_it(s
         model = detr_core.load_model(tmp_path / "m")
     assert not model.config.dilation and model.config.stride == 32
     assert_same_outputs(model, hf_model)
+
+
+def _transformers_layers(hf_model, pixel_values, mask):
+    """Every decoder layer's (logits, boxes) by transformers' own modules: its decoder's final layer norm and its
+    heads applied to each layer's output as output_hidden_states returns it (the last is the model's own output)."""
+    with torch.no_grad():
+        out = hf_model(pixel_values=pixel_values, pixel_mask=(~mask).long(), output_hidden_states=True)
+        detr = getattr(hf_model, "detr", hf_model)  # DetrForSegmentation nests the detector
+        hidden = out.decoder_hidden_states[1:]  # [0] is the decoder's input (zeros)
+        normed = [detr.model.decoder.layernorm(h) for h in hidden[:-1]]
+        logits = [detr.class_labels_classifier(h) for h in normed] + [out.logits]
+        boxes = [detr.bbox_predictor(h).sigmoid() for h in normed] + [out.pred_boxes]
+    return torch.stack(logits), torch.stack(boxes)  # [L, B, Q, C+1], [L, B, Q, 4]
+
+
+@pytest.mark.parametrize("name", ["timm-resnet18", "transformers-resnet18", "table-transformer", "segmentation"])
+def test_every_decoder_layer_matches_transformers_heads_on_its_hidden_states(saved, name):
+    """Not only the last layer: the per-layer predictions the layer views show, value by value."""
+    hf_model, folder = saved(name)
+    ours = detr_core.load_model(folder)
+    pixel_values, mask = padded_batch()
+    logits, boxes = _transformers_layers(hf_model, pixel_values, mask)
+    with torch.no_grad():
+        out = ours(pixel_values, mask)
+    mine_logits = torch.stack([a["pred_logits"] for a in out["aux_outputs"]] + [out["pred_logits"]])
+    mine_boxes = torch.stack([a["pred_boxes"] for a in out["aux_outputs"]] + [out["pred_boxes"]])
+    assert mine_logits.shape == logits.shape and logits.shape[0] == 2
+    for layer in range(logits.shape[0]):
+        assert (mine_logits[layer] - logits[layer]).abs().max() < LOGIT_TOL, (name, layer)
+        assert (mine_boxes[layer] - boxes[layer]).abs().max() < LOGIT_TOL, (name, layer)
+    assert (logits[0] - logits[1]).abs().max() > 100 * LOGIT_TOL  # the layers differ: a mix-up would show
+
+
+def test_detections_of_a_non_square_image_are_transformers_post_processed_ones(saved, tmp_path):
+    """An image of another size and shape than the model input: boxes in its own pixels and class names from
+    id2label, as transformers' DetrImageProcessor.post_process_object_detection gives them for the same input."""
+    from PIL import Image
+    from transformers import DetrImageProcessor
+
+    hf_model, folder = saved("fine-tuned-classes")
+    shutil.copytree(folder, tmp_path / "m")
+    processor = DetrImageProcessor(size={"shortest_edge": 96, "longest_edge": 160}, do_pad=False)
+    processor.save_pretrained(tmp_path / "m")
+    rng = torch.Generator().manual_seed(3)
+    pixels = (torch.rand(150, 250, 3, generator=rng) * 255).to(torch.uint8).numpy()  # H 150, W 250 -> 96 x 160
+    image = Image.fromarray(pixels)
+    model = detr_core.load_model(tmp_path / "m")
+    ins = detr_core.inspect_image(model, image, fast=False)
+    assert ins.image_size == (150, 250) and ins.input_size == (96, 160)
+    inputs = processor(image, return_tensors="pt")
+    assert tuple(inputs["pixel_values"].shape[-2:]) == (96, 160)
+    with torch.no_grad():
+        out = hf_model(pixel_values=inputs["pixel_values"])
+    theirs = processor.post_process_object_detection(out, threshold=0.0, target_sizes=[(150, 250)])[0]
+    order = torch.argsort(theirs["scores"], descending=True, stable=True)
+    found = ins.detections(threshold=0.0)
+    assert len(found) == len(order) == 10
+    for detection, i in zip(found, order.tolist()):
+        assert detection.score == pytest.approx(float(theirs["scores"][i]), abs=2e-3)
+        assert detection.name == hf_model.config.id2label[int(theirs["labels"][i])]
+        # resampling differs slightly between PIL here and the processor: a fraction of a pixel
+        assert detection.box == pytest.approx(theirs["boxes"][i].tolist(), abs=0.75)

@@ -283,3 +283,166 @@ def test_pages_past_the_cap_are_refused_until_one_closes_or_goes_idle():
     assert store.active_pages() == {"a"}
     store.admit("d")  # c's slot is free: unused for longer than the idle time (its image is still kept)
     assert ("c", "source") in store
+
+
+# --- sizes, boundaries and bookkeeping, worked out by hand -----------------------------------------------------
+
+@pytest.mark.parametrize("mode,per_pixel", [("RGB", 4), ("RGBA", 4), ("LA", 4), ("I", 4), ("F", 4), ("I;16", 2),
+                                            ("L", 1), ("P", 1), ("1", 1)])
+def test_image_bytes_per_mode_on_a_non_square_image(mode, per_pixel):
+    assert measure(Image.new(mode, (7, 3))) == 7 * 3 * per_pixel
+
+
+def test_measure_walks_dataclasses_dicts_lists_and_tuples_and_ignores_the_rest():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Pair:
+        first: object
+        second: object
+
+    class Sized:
+        nbytes = 5.0  # anything with an nbytes counts as that many bytes
+
+    a, b = np.zeros((2, 3), np.float32), np.zeros(7, np.uint8)  # 24 and 7 bytes
+    assert measure(Pair(a, {"x": [b, (torch.zeros(2, 2, dtype=torch.int16),)]})) == 24 + 7 + 8
+    assert measure({"k": Sized()}) == 5 and isinstance(measure(Sized()), int)
+    assert measure([None, "text", 3, 2.5, True, object()]) == 0 and measure([b"bytes", None]) == 5
+    assert measure((a, a, [a])) == 24 and measure([a, b], exclude=frozenset({id(a)})) == 7
+    assert measure(Pair(a, b), exclude=frozenset({id(b)})) == 24
+
+
+@pytest.mark.parametrize("budget,idle", [(0, 60), (-1, 60), (MB, 0), (MB, -5)])
+def test_a_store_needs_a_positive_budget_and_idle_time(budget, idle):
+    with pytest.raises(ValueError) as err:
+        InspectionStore(budget_bytes=budget, idle_seconds=idle)
+    assert str(err.value) == f"budget_bytes={budget}, idle_seconds={idle} and max_pages=100 must be positive"
+    tiny = InspectionStore(budget_bytes=1, idle_seconds=0.5)  # small but positive: accepted
+    assert (tiny.budget_bytes, tiny.idle_seconds) == (1, 0.5)
+
+
+def test_defaults_summary_length_and_membership():
+    store = InspectionStore()
+    assert (store.budget_bytes, store.idle_seconds) == (1536 * MB, 20 * 60)
+    store.put("a", _array(3))
+    store.put("b", _array(2))
+    assert len(store) == 2 and "a" in store and "c" not in store
+    assert store.summary() == "2 entries, 5 of 1536 MB"
+    assert store.get("a") is not None and store.keys() == ["b", "a"]  # a get makes it the most recent
+
+
+def test_an_entry_exactly_at_the_idle_time_stays_and_a_get_restarts_its_time():
+    clock = Clock()
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=clock)
+    store.put("a", _array(1))
+    clock.now = 60  # idle for exactly 60 s: not yet over
+    assert store.get("other") is None and store.keys() == ["a"]
+    assert store.get("a") is not None  # used at 60: idle from now on
+    clock.now = 120
+    assert store.get("other") is None and store.keys() == ["a"]
+    clock.now = 120.5
+    assert store.get("other") is None and store.keys() == [] and store.evictions == 1
+
+
+def test_a_full_budget_is_not_over_it_and_replacing_a_key_counts_its_new_size():
+    store = InspectionStore(budget_bytes=100 * MB, idle_seconds=60, clock=Clock())
+    store.put("a", _array(50))
+    store.put("b", _array(50))  # exactly the budget: both stay
+    assert store.keys() == ["a", "b"] and store.used_bytes == 100 * MB and store.evictions == 0
+    store.put("a", _array(10))  # a replaced: 10 + 50, and now the most recent
+    assert store.keys() == ["b", "a"] and store.used_bytes == 60 * MB
+    store.put("c", _array(45))  # 105 MB: the least recent (b) leaves, the newest stays
+    assert store.keys() == ["a", "c"] and store.used_bytes == 55 * MB and store.evictions == 1
+
+
+def test_a_fresh_entry_pushing_out_an_idle_one_keeps_the_others(caplog):
+    clock = Clock()
+    store = InspectionStore(budget_bytes=100 * MB, idle_seconds=60, clock=clock)
+    store.put("old", _array(10))
+    clock.now = 50
+    store.put("mid", _array(10))
+    clock.now = 70  # old idle for 70 s, mid for 20 s; nothing over budget
+    store.put("new", _array(10))
+    assert store.keys() == ["mid", "new"] and store.used_bytes == 20 * MB and store.evictions == 1
+
+
+def test_only_an_entry_larger_than_the_whole_budget_is_warned_about(caplog):
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=Clock())
+    with caplog.at_level("WARNING", logger="webapp.store"):
+        store.put("fits", _array(10))
+        assert caplog.records == []
+        store.put("huge", _array(11))
+    assert [r.getMessage() for r in caplog.records] == [
+        "one entry (11 MB) is larger than the whole budget (10 MB); raise --memory-budget-mb"]
+    assert store.keys() == ["huge"]
+
+
+def test_get_or_make_stores_what_it_makes_under_its_session_and_page():
+    for heavy in (True, False):
+        store, calls = InspectionStore(), []
+        shared = _array(2)
+
+        def make():
+            calls.append(1)
+            return (shared, _array(1))
+
+        value, made = store.get_or_make("k", make, group="s", owner="page", heavy=heavy,
+                                        exclude=frozenset({id(shared)}))
+        assert made and store.used_bytes == 1 * MB  # the excluded array is not counted
+        again, made_again = store.get_or_make("k", make, group="s", owner="page", heavy=heavy)
+        assert again is value and not made_again and len(calls) == 1
+        assert store.release_owner("page", keep_group="other") == 1 and len(store) == 0
+        store.get_or_make("k", make, group="s", owner="page", heavy=heavy)
+        assert store.release_group("s") == 1 and store.used_bytes == 0
+
+
+def test_releasing_counts_what_it_drops_and_is_no_eviction():
+    store = InspectionStore(budget_bytes=1000 * MB, idle_seconds=60, clock=Clock())
+    store.put("a", _array(2), group="s1", owner="p")
+    store.put("b", _array(3), group="s2", owner="p")
+    store.put("c", _array(4), group="s1", owner="q")
+    assert store.release_owner("p") == 2 and store.keys() == ["c"] and store.used_bytes == 4 * MB
+    assert store.release_group("nothing") == 0 and store.release_owner("nobody") == 0
+    assert store.release_group("s1") == 1 and store.evictions == 0
+
+
+def test_memory_is_given_back_after_evictions_and_forward_passes_only(monkeypatch):
+    import webapp.store as store_module
+
+    trims = []
+    monkeypatch.setattr(store_module, "_TRIM", lambda pad: trims.append(pad))
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=Clock())
+    store.put("a", _array(6))
+    store.get("a")
+    assert trims == []  # nothing dropped: no trim
+    store.put("b", _array(6))  # a is evicted
+    assert trims == [0]
+    with store.forward_pass():
+        pass
+    assert trims == [0, 0]
+    store.release_group(None)
+    assert trims == [0, 0, 0] and len(store) == 0
+    clock = Clock()
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=clock)
+    store.put("old", _array(1))
+    clock.now = 61
+    assert store.get("other") is None and len(store) == 0  # a get that sweeps an idle entry trims too
+    assert trims == [0, 0, 0, 0]
+
+
+def test_an_entry_larger_than_the_budget_stays_while_it_is_read():
+    store = InspectionStore(budget_bytes=10 * MB, idle_seconds=60, clock=Clock())
+    store.put("huge", _array(15))
+    assert store.get("huge") is not None and store.keys() == ["huge"] and store.used_bytes == 15 * MB
+    assert store.get_or_make("huge", lambda: 1 / 0) == (store.get("huge"), False)
+
+
+def test_glibc_trim_is_found_on_linux():
+    import sys
+
+    import webapp.store as store_module
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("malloc_trim is glibc's")
+    trim = store_module._malloc_trim()
+    assert trim is not None and trim(0) in (0, 1)

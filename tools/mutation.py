@@ -58,6 +58,31 @@ TARGETS = {
     # test_hub.py: load_model's Hugging Face Hub branch (locate_hf) lives in loading.py
     "weights": Target(("detr_core/weights/loading.py", "detr_core/weights/checkpoint_io.py"),
                       ("tests/test_weights.py", "tests/test_hub.py")),
+    # issue 24: the DETR family, the Hugging Face loader, the inspection store and the model sources. The family
+    # and the loader are split by module so that each target fits a sitting on the 2-core machine; their targets
+    # run the hand-worked test files (whole-model parity with transformers stays in test_hf_parity.py and
+    # test_family.py, run by CI: a mutant there costs a minute of model building)
+    "model_sources": Target(("webapp/model_sources.py",),
+                            ("tests/test_model_sources.py", "tests/test_app_model_sources.py")),
+    "store": Target(("webapp/store.py",), ("tests/test_store.py",)),
+    "hf_config": Target(("detr_core/weights/hf_config.py",), ("tests/test_hf_config.py", "tests/test_hf_bad_input.py")),
+    "hf_keys": Target(("detr_core/weights/hf_keys.py", "detr_core/weights/hf_model.py",
+                       "detr_core/weights/hf_export.py"),
+                      ("tests/test_hf_config.py", "tests/test_hf_bad_input.py")),
+    # the family's scores, capabilities and registry: hand-worked tests on arrays, no model
+    "family_scoring": Target(("detr_core/family/scoring.py", "detr_core/family/capabilities.py",
+                              "detr_core/family/registry.py"), ("tests/test_family_geometry.py",)),
+    # sampling points and their splat: by hand, and on tiny models against the captured calls
+    "family_geometry": Target(("detr_core/family/deformable.py",),
+                              ("tests/test_family_geometry.py", "tests/test_family_reference.py")),
+    # per-layer heads and the capture: tiny transformers models against their own outputs
+    "family_layers": Target(("detr_core/family/layers.py", "detr_core/family/capture.py",
+                             "detr_core/family/function_tap.py"),
+                            ("tests/test_family.py", "tests/test_family_reference.py")),
+    # packing a forward pass into a result, the result's methods, loading
+    "family_inspect": Target(("detr_core/family/inspect.py", "detr_core/family/inspection.py",
+                              "detr_core/family/loading.py"),
+                             ("tests/test_family.py", "tests/test_family_reference.py")),
 }
 
 # mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code): a failing test run, a timeout or a

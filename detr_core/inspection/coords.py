@@ -226,11 +226,10 @@ def infer_stride(input_size: tuple[int, int], level_size: tuple[int, int]) -> in
     if min(h, w, lh, lw) < 1:
         raise ValueError(f"feature level {level_size} of input {input_size}: sizes must be positive")
     ratio = max(h / lh, w / lw)
-    # ceil(h / s) == lh holds for h / lh <= s < h / (lh - 1): on a coarse level of an input that is no multiple
-    # of its stride, s may lie well above the ratio (214x427 -> 4x7 is 64, ratio 61), so search up to that bound
-    bounds = [n / (ln - 1) for n, ln in ((h, lh), (w, lw)) if ln > 1]
-    top = math.ceil(min(bounds)) if bounds else math.ceil(ratio) + 2
-    fits = [s for s in range(max(1, math.floor(ratio) - 2), top + 1)
+    # ceil(n / s) == cells for n / cells <= s < n / (cells - 1): on a coarse level that reaches far past the
+    # ratio (a 2x3 level of a 96x160 input: 53.3 <= s < 80, stride 64), so search up to that bound
+    top = min(math.ceil(n / (cells - 1)) if cells > 1 else 2 * n for n, cells in ((h, lh), (w, lw)))
+    fits = [s for s in range(max(1, math.floor(ratio) - 2), max(math.ceil(ratio) + 3, top + 1))
             if math.ceil(h / s) == lh and math.ceil(w / s) == lw]
     if not fits:
         raise ValueError(f"a feature map of {lh}x{lw} cells cannot come from a {h}x{w} input at an integer"
