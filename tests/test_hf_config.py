@@ -53,10 +53,12 @@ def test_every_field_is_read_and_nulls_take_the_default():
 
 
 @pytest.mark.parametrize("cfg,message", [
-    ({"model_type": "rt_detr"}, "cfg.json: model_type 'rt_detr' is not a DETR; DETR Lens opens model_type"
-     " ['detr', 'table-transformer'] (DetrForObjectDetection, DetrForSegmentation, TableTransformerForObjectDetection)"),
-    ({}, "cfg.json: model_type None is not a DETR; DETR Lens opens model_type ['detr', 'table-transformer']"
-     " (DetrForObjectDetection, DetrForSegmentation, TableTransformerForObjectDetection)"),
+    ({"model_type": "rt_detr"}, "cfg.json: model_type 'rt_detr' is not a DETR; this reader opens model_type"
+     " ['detr', 'table-transformer'] (DetrForObjectDetection, DetrForSegmentation, TableTransformerForObjectDetection),"
+     " and detr_core.load_model also opens the DETR family (detr_core.FAMILY: RT-DETR, Deformable DETR, D-FINE, ...)"),
+    ({}, "cfg.json: model_type None is not a DETR; this reader opens model_type ['detr', 'table-transformer']"
+     " (DetrForObjectDetection, DetrForSegmentation, TableTransformerForObjectDetection), and detr_core.load_model"
+     " also opens the DETR family (detr_core.FAMILY: RT-DETR, Deformable DETR, D-FINE, ...)"),
     ({"model_type": "detr", "architectures": ["DetrModel"]}, "cfg.json: architectures 'DetrModel' has no detection"
      " head; DETR Lens opens ['DetrForObjectDetection', 'DetrForSegmentation', 'TableTransformerForObjectDetection']"),
     ({"model_type": "detr", "encoder_ffn_dim": 64}, "cfg.json: encoder_ffn_dim=64 and decoder_ffn_dim=2048 differ;"
@@ -214,8 +216,8 @@ def test_preprocessing_without_resizing_falls_back_with_a_warning():
      " resizes by shortest_edge and longest_edge (or a square max_height = max_width)"),
     ({"size": {"shortest_edge": 320}}, "size={'shortest_edge': 320}; DETR Lens resizes by shortest_edge and"
      " longest_edge (or a square max_height = max_width)"),
-    ({"image_mean": [0.5, 0.5]}, "image_mean=[0.5, 0.5]; expected one value per RGB channel"),
-    ({"image_std": [0.2, 0.2, 0.2, 0.2]}, "image_std=[0.2, 0.2, 0.2, 0.2]; expected one value per RGB channel"),
+    ({"image_mean": [0.5, 0.5]}, "image_mean=[0.5, 0.5]; expected one number per RGB channel (3)"),
+    ({"image_std": [0.2, 0.2, 0.2, 0.2]}, "image_std=[0.2, 0.2, 0.2, 0.2]; expected one number per RGB channel (3)"),
 ])
 def test_preprocessing_that_cannot_be_represented(pp, message):
     assert _error(read_preprocessor, pp, W) == f"{W}: {message}"

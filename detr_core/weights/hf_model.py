@@ -69,7 +69,8 @@ def hf_files(path: Path, location: str | None = None) -> HFFiles | None:
     return None
 
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+# files load_model opens alone (a .safetensors or .bin file needs the config.json that is missing here)
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 def _checkpoints_found(folder: Path, shown: int = 5) -> str:
