@@ -62,7 +62,7 @@ def test_folder_without_weights(copy):
 
 
 @pytest.mark.parametrize("changes,match", [
-    (dict(model_type="deformable_detr"), "config.json: model_type 'deformable_detr' is not a DETR"),
+    (dict(model_type="yolos"), "config.json: model_type 'yolos' is not a DETR"),
     (dict(architectures=["DetrModel"]), "architectures 'DetrModel' has no detection head"),
     (dict(backbone_config={"model_type": "swin"}), "backbone_config.model_type 'swin'"),
     (dict(backbone_config={"model_type": "timm_backbone", "backbone": "convnext_tiny"}),
@@ -79,6 +79,13 @@ def test_config_this_project_cannot_represent(copy, changes, match):
     edit_config(copy, **changes)
     message = one_line_error(copy, match)
     assert str(copy / "config.json") in message
+
+
+def test_detr_weights_under_a_family_config_are_named_not_a_transformers_report(copy):
+    edit_config(copy, model_type="deformable_detr")  # the front door opens it as the family model it claims
+    with pytest.raises(ValueError) as err:
+        detr_core.load_model(copy)
+    assert str(err.value).startswith(f"{copy}: its weights do not fit the ") and "deformable_detr" in str(err.value)
 
 
 def test_tensors_that_do_not_fit_the_config(copy):

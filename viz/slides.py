@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         layer = args.layer - 1 if args.layer > 0 else -1
         figures = {}
         if args.compare:
-            figures["compare"] = _compare(ins, args, layer, inspect_any(open_any(args.compare), ins.image))
+            figures["compare"] = _compare(ins, args, layer, detr_core.inspect_image(detr_core.load_model(args.compare), ins.image))
         if args.figure in ("encoder", "both") and not args.compare:
             points = args.points or default_points(ins, args.threshold)
             figures["encoder"] = encoder_points_figure(ins, points, layer, args.cmap, args.title)

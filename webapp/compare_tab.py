@@ -93,7 +93,7 @@ def _fitted(both, layer_a, head_a, layer_b, head_b) -> tuple[list, list]:
     updates, values = [], []
     for ins, layer, head in ((both[0], layer_a, head_a), (both[1], layer_b, head_b)):
         layers, choices = capabilities(ins).decoder_layers, _heads(ins)
-        values += [min(int(layer or layers), layers), head if head in choices else MEAN]
+        values += [min(int(layer or layers), layers), head if head in {v for _, v in choices} else MEAN]
         updates += [gr.Slider(maximum=layers, value=values[-2]), gr.Dropdown(choices=choices, value=values[-1])]
     return updates, values
 

@@ -142,8 +142,12 @@ def load_family_model(source: str | os.PathLike, device: str | torch.device = "c
     spec = checked.spec
     import transformers
 
-    model = getattr(transformers, spec.model_class).from_pretrained(
-        path, config=checked.hf_config, attn_implementation="eager", local_files_only=True)
+    try:
+        model = getattr(transformers, spec.model_class).from_pretrained(
+            path, config=checked.hf_config, attn_implementation="eager", local_files_only=True)
+    except RuntimeError as err:  # transformers' report of the mismatched tensors went to its log
+        raise ValueError(f"{path}: its weights do not fit the {spec.title} that its config.json describes"
+                         f" (model_type {spec.model_type!r}); transformers says: {str(err).splitlines()[0]}") from None
     processor, note = _processor_from(path, spec)
     if note:
         caller.warn(f"{source}: {note}")
