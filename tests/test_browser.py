@@ -425,11 +425,11 @@ def test_the_server_log_has_no_traceback(app_url):
 
 @pytest.fixture(scope="module")
 def small_budget_url(tmp_path_factory):
-    """The app with 1 MB for the pages' images and analyses (2.2 MB less 0.6 MB for each of two pages' Gradio
+    """The app with 1 MB for the pages' images and analyses (3.0 MB less 1.0 MB for each of two pages' Gradio
     state): room for both pages' images as PNGs (0.5 and 0.3 MB), which the store keeps longest, and less than one
     page's analysis (the 512x600 image alone is 1.2 MB in memory), so a second page's analysis sets every other
     entry of the first page aside."""
-    yield from _serve(tmp_path_factory, ["--memory-budget-mb", "2.2", "--max-sessions", "2"],
+    yield from _serve(tmp_path_factory, ["--memory-budget-mb", "3.0", "--max-sessions", "2"],
                       "browser-small-budget.log")
 
 

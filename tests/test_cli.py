@@ -69,7 +69,8 @@ def test_an_unknown_model_is_refused_at_start_with_every_valid_name(model, capsy
     assert model in error and "checkpoint" in error
     assert all(name in error for name in ("auto", "tiny", "shapes", "untrained", "detr-r50", "detr-r101-dc5"))
     assert set(NAMES) == {"auto", "detr-r50", "detr-r50-dc5", "detr-r101", "detr-r101-dc5", "shapes", "untrained",
-                          "tiny"}
+                          "tiny", "shapes-deformable"}  # the bundled deformable model: by name, says when not bundled
+    assert "shapes-deformable" in error
 
 
 def test_a_second_app_on_a_busy_port_says_so_in_one_line(shapes_server, capsys):

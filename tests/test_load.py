@@ -16,7 +16,7 @@ def report(tmp_path_factory):
     # inspection (with the image, 1.9 MB) and a gallery thumbnail; 0.3 MB (5.1 MB less 0.6 MB of Gradio state for
     # each of 8 pages) holds every image and less than one analysis, so analyses are evicted and run again
     return load.run("tiny", sessions=8, rounds=1, size=(600, 800), think=0.0,
-                    app_args=("--no-compile", "--memory-budget-mb", "5.1", "--max-sessions", "8"),
+                    app_args=("--no-compile", "--memory-budget-mb", "8.3", "--max-sessions", "8"),
                     folder=tmp_path_factory.mktemp("load"))
 
 
@@ -49,7 +49,7 @@ def test_the_app_was_stopped(report):
 def test_many_visitors_stay_within_the_memory_budget(tmp_path):
     """benchmarks/visitors.py in small: 30 pages, each one analysis of its own 1333x1333 image (7.1 MB decoded) and
     one view, 8 at a time. Before the images were counted the server grew by about 7 MB a page whatever the budget
-    (over 210 MB here). Now it grows by at most the budget (80 MB: Gradio's state of 80 pages, 24 MB, and 56 MB
+    (over 210 MB here). Now it grows by at most the budget (80 MB: Gradio's state of 80 pages, 40 MB, and 40 MB
     for images and analyses) and the working memory of the 8 requests in flight, which no budget holds (each
     decodes, draws or encodes a 1333x1333 image: 7.1 MB apiece; measured: 102 MB in all)."""
     from benchmarks.visitors import run_visitors

@@ -30,10 +30,11 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 # quarter of it, at least every minute. The page itself keeps its image in memory, not in these files.
 DEFAULT_FILES_MINUTES = 60.0
 # Gradio keeps a state of its own for every page that has called the server (a copy of the page's configuration:
-# 281 KB for this page, measured with tracemalloc; tests/test_app_limits.py holds it under this), up to
+# 281 KB for this page at first, 379 KB once the Compare view and the faithfulness panel joined it, measured with
+# tracemalloc; tests/test_app_limits.py holds it under this), up to
 # `state_session_capacity` pages, 10,000 by default: 2.8 GB outside any budget. The app keeps at most twice
 # --max-sessions of them (the least recently used go first) and sets their memory aside from --memory-budget-mb.
-GRADIO_PAGE_MB = 0.3
+GRADIO_PAGE_MB = 0.5
 PAGE_STATES_PER_SESSION = 2
 
 

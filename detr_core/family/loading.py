@@ -174,7 +174,7 @@ def processor_for(folder: str | os.PathLike) -> tuple[Any, str]:
     """The image processor of the model folder `folder` (its preprocessor_config.json, or its type's default)
     and a note saying why when it is not the folder's own."""
     folder = Path(os.fspath(folder))
-    spec = spec_for(json.loads((folder / "config.json").read_text()).get("model_type", ""))
+    spec = spec_for(read_json(folder / "config.json").get("model_type", ""))
     return _processor_from(folder, spec)
 
 
