@@ -221,7 +221,7 @@ def test_gradio_s_own_state_of_a_page_fits_what_the_budget_sets_aside_for_it():
 
 def test_the_budget_covers_gradio_s_page_states_and_must_leave_room_for_analyses(capsys):
     args = cli.parse_args(["--model", "tiny", "--memory-budget-mb", "100", "--max-sessions", "50"])
-    assert cli.store_budget_bytes(args) == round((100 - 2 * 50 * 0.3) * 2**20)  # 70 MB for images and analyses
+    assert cli.store_budget_bytes(args) == round((100 - 2 * 50 * 0.5) * 2**20)  # 50 MB for images and analyses
     with pytest.raises(SystemExit):
         cli.parse_args(["--model", "tiny", "--memory-budget-mb", "30", "--max-sessions", "50"])
     assert ("--memory-budget-mb 30 is too small for --max-sessions 50: Gradio's own state for 100 pages takes 50 MB"
