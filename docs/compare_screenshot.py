@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs"))
 
 from family_screenshot import untrained_deformable_detr  # noqa: E402
-from teaching_screenshots import _open_tab, save_small, served_page  # noqa: E402
+from teaching_screenshots import _open_tab, save_inspect_panel, served_page  # noqa: E402
 
 
 def shoot(page, image: Path, folder: str, out: Path) -> None:
@@ -39,11 +39,7 @@ def shoot(page, image: Path, folder: str, out: Path) -> None:
     page.locator("#compare-info").get_by_text("Shown for B").or_(page.locator("#compare-info").get_by_text("Pair")) \
         .first.wait_for()
     page.locator("#compare-map-b img").wait_for()
-    page.wait_for_function("() => !document.body.innerText.includes('processing |')")
-    page.wait_for_timeout(2000)
-    panel = page.locator("#inspect-views [role=tabpanel]:visible").first
-    save_small(panel.screenshot(), out, width=1000)
-    print(f"wrote {out}", flush=True)
+    save_inspect_panel(page, out)
 
 
 def main() -> None:

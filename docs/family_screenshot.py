@@ -19,7 +19,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs"))  # the screenshot helpers of teaching_screenshots.py
 
-from teaching_screenshots import _open_tab, save_small, served_page  # noqa: E402
+from teaching_screenshots import _open_tab, save_inspect_panel, served_page  # noqa: E402
 
 
 def untrained_deformable_detr(folder: Path) -> None:
@@ -41,11 +41,7 @@ def shoot(page, image: Path, out: Path) -> None:
     page.locator("#query-gallery .thumbnail-item").first.wait_for()
     page.locator("#query-info").get_by_text("Sampling points of").wait_for()
     page.locator("#query-view img").wait_for()
-    page.wait_for_function("() => !document.body.innerText.includes('processing |')")
-    page.wait_for_timeout(2000)
-    panel = page.locator("#inspect-views [role=tabpanel]:visible").first
-    save_small(panel.screenshot(), out, width=1000)
-    print(f"wrote {out}", flush=True)
+    save_inspect_panel(page, out)
 
 
 def main() -> None:

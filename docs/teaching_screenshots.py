@@ -97,6 +97,15 @@ def save_small(png: bytes, path: Path, width: int = 1000) -> None:
         width = int(width * 0.85)
 
 
+def save_inspect_panel(page, out: Path) -> None:
+    """Once nothing is processing any more, save the visible Inspect view (the app and compare screenshots)."""
+    page.wait_for_function("() => !document.body.innerText.includes('processing |')")
+    page.wait_for_timeout(2000)
+    panel = page.locator("#inspect-views [role=tabpanel]:visible").first
+    save_small(panel.screenshot(), out, width=1000)
+    print(f"wrote {out}", flush=True)
+
+
 def _open_tab(page, group: str, tab_id: str) -> None:
     """Two levels of tabs: the group ("inspect" or "teach"), then the view in it."""
     page.locator(f"#view-groups [role=tablist] button[data-tab-id={group}]").click()
