@@ -29,11 +29,16 @@ def _open_compare(page) -> None:
     tab.click()
 
 
-def _info_after(page, before: str) -> str:
-    page.wait_for_function("(before) => { const el = document.querySelector('#compare-info');"
-                           " return el && el.innerText.trim() && el.innerText !== before"
-                           " && !el.innerText.includes('processing'); }", arg=before)  # not the spinner's text
-    return page.locator("#compare-info").inner_text()
+def _pair_info(page, needle: str) -> str:
+    """The line under the maps once it describes a pair and contains `needle`, read in the same check that
+    matched it. While a request runs, Gradio's status text ("processing | 0.1s", or a queue position) comes first
+    in the element's text, so a line that starts with "Pair (" is a finished one; reading it separately after a
+    looser wait could catch the next request's status instead (CI did)."""
+    handle = page.wait_for_function(
+        "(needle) => { const el = document.querySelector('#compare-info');"
+        " const text = el ? el.innerText.trim() : '';"
+        " return text.startsWith('Pair (') && text.includes(needle) ? text : false; }", arg=needle)
+    return handle.json_value()
 
 
 def test_compare_two_models_and_choose_rows(browser, app_url):  # noqa: F811
@@ -58,15 +63,16 @@ def test_compare_two_models_and_choose_rows(browser, app_url):  # noqa: F811
         page.locator("#compare-summary").get_by_text("10 pairs").wait_for()
         rows = page.locator("#compare-table [role=row]:has([role=gridcell])")  # the header row has none
         assert rows.count() == 10
-        first = _info_after(page, "")
-        assert first.startswith("Pair (IoU 1.00, the same class)")
+        first = _pair_info(page, "")
+        assert first.startswith("Pair (IoU 1.00, the same class)"), first
         for side in ("a", "b"):
             page.locator(f"#compare-map-{side} img").wait_for()
         page.locator("#compare-difference img").wait_for()  # the same architecture and grid: A - B shown
         query = page.locator("[data-testid=cell-3-2]").inner_text().strip()  # row 4, column "A query"
         page.locator("#compare-table [data-testid=cell-3-1]").click()
-        chosen = _info_after(page, first)
-        assert f"A = tiny query {query}," in chosen, (query, chosen)
+        assert f"A = tiny query {query}," not in first, (query, first)  # row 4 is not row 1's pair
+        chosen = _pair_info(page, f"A = tiny query {query},")  # times out if the view never shows row 4's pair
+        assert f"B = tiny query {query}," in chosen, (query, chosen)
         page.screenshot(path=ARTIFACTS / "browser-compare-1-pair.png", full_page=True)
 
         box.fill("0.3")  # fewer detections: the table follows the threshold
