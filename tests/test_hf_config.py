@@ -354,6 +354,38 @@ def test_names_with_no_place_are_listed_ten_at_most():
     assert detr_lens_to_hf({"backbone.0.body.bn1.num_batches_tracked": torch.tensor(1)}) == {}
 
 
+@pytest.mark.parametrize("name", [
+    "model.encoder.layers.x.fc1.weight",  # a layer number is digits
+    "model.encoder.layers..fc1.weight",
+    "modelXencoder.layers.0.fc1.weight",  # a dot is a dot, not any character
+    "model.encoder.layers.0.fc1Xweight",
+    "model.encoder.layers.0.fc1.weight.extra",  # whole names only
+    "prefix.model.encoder.layers.0.fc1.weight",
+    "model.encoder.layers.0.fc1.",  # a parameter has a name
+    "model.encoder.layers.0.fc1.we-ight",
+    "model.encoder.layers.0.self_attn.x_proj.weight",  # only q, k and v projections
+    "model.encoder.layers.0.self_attn.qk_proj.weight",
+    "model.encoder.layers.0.self_attn.q_proj.weight.extra",
+    "xmodel.encoder.layers.0.self_attn.q_proj.weight",
+])
+def test_a_name_close_to_a_known_one_has_no_place(name):
+    assert _error(hf_to_detr_lens, _tagged([name]), "timm", W) == f"{W}: tensors with no place in a DETR: [{name!r}]"
+
+
+@pytest.mark.parametrize("name", [
+    "transformer.encoder.layers.x.linear1.weight",
+    "transformerXencoder.layers.0.linear1.weight",
+    "transformer.encoder.layers.0.linear1.weight.extra",
+    "transformer.encoder.layers.0.self_attn.in_proj_",
+    "transformer.encoder.layers.0.self_attn.in_proj_weight.extra",
+    "transformer.encoder.layers.0.self_attnXin_proj_weight",
+])
+def test_a_name_close_to_one_of_ours_has_no_transformers_name(name):
+    with pytest.raises(ValueError) as err:
+        detr_lens_to_hf({name: torch.zeros(3)})
+    assert str(err.value) == f"{name}: this parameter has no place in a transformers DETR"
+
+
 def test_generation_5_names_and_segmentation_checkpoints_are_normalised():
     names = {
         "detr.model.backbone.model.layer1.0.conv1.weight": "model.backbone.conv_encoder.model.layer1.0.conv1.weight",

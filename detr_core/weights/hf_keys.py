@@ -16,7 +16,7 @@ from typing import Mapping
 
 import torch
 
-# (Hugging Face template, this project's template); {n} a layer number, {p} a parameter name, {rest} a dotted path
+# (Hugging Face template, this project's template); {n} a layer number, {p} a parameter name
 _RENAMES = [
     ("class_labels_classifier.{p}", "class_embed.{p}"),
     ("bbox_predictor.layers.{n}.{p}", "bbox_embed.layers.{n}.{p}"),
@@ -70,16 +70,28 @@ _HF_RESNET = [
 
 
 def _pattern(template: str) -> re.Pattern:
-    """"a.{n}.{p}" -> a regex with named groups: {n} digits, {p} one name, {rest} any dotted path."""
+    """"a.{n}.{p}" -> a regex matching whole names, with named groups: {n} digits, {p} one name, {qkv} q, k or v."""
     parts = re.split(r"(\{\w+\})", template)
-    groups = {"{n}": r"(?P<n>\d+)", "{p}": r"(?P<p>\w+)", "{rest}": r"(?P<rest>.+)", "{qkv}": r"(?P<qkv>[qkv])"}
+    groups = {"{n}": r"(?P<n>\d+)", "{p}": r"(?P<p>\w+)", "{qkv}": r"(?P<qkv>[qkv])"}
     return re.compile("^" + "".join(groups.get(part, re.escape(part)) for part in parts) + "$")
 
 
-_FORWARD = [(_pattern(hf), ours) for hf, ours in _RENAMES]
-_BACKWARD = [(_pattern(ours), hf) for hf, ours in _RENAMES]
-_HF_QKV = [(_pattern(hf + ".{qkv}_proj.{p}"), ours) for hf, ours in _ATTENTION]
-_OURS_IN_PROJ = [(_pattern(ours + ".in_proj_{p}"), hf) for hf, ours in _ATTENTION]
+# The name tables are built per conversion, not at import: 23 regexes (re keeps the compiled ones) cost nothing
+# next to a state dict, importing the package does no work for them, and the tests exercise _pattern itself.
+def _forward() -> list[tuple[re.Pattern, str]]:
+    return [(_pattern(hf), ours) for hf, ours in _RENAMES]
+
+
+def _backward() -> list[tuple[re.Pattern, str]]:
+    return [(_pattern(ours), hf) for hf, ours in _RENAMES]
+
+
+def _hf_qkv() -> list[tuple[re.Pattern, str]]:
+    return [(_pattern(hf + ".{qkv}_proj.{p}"), ours) for hf, ours in _ATTENTION]
+
+
+def _ours_in_proj() -> list[tuple[re.Pattern, str]]:
+    return [(_pattern(ours + ".in_proj_{p}"), hf) for hf, ours in _ATTENTION]
 
 
 def normalise_hf_names(state: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
@@ -103,15 +115,16 @@ def hf_to_detr_lens(state: Mapping[str, torch.Tensor], layout: str, where: str) 
     ValueError naming every key that has no place in the model.
     """
     out, qkv, unknown = {}, {}, []
+    forward, hf_qkv = _forward(), _hf_qkv()
     for key, tensor in state.items():
         if key.endswith("num_batches_tracked"):
             continue  # frozen batch norm keeps no count
         target = (_backbone_name(key[len(HF_BACKBONE):], layout) if key.startswith(HF_BACKBONE)
-                  else _rename(key, _FORWARD))
+                  else _rename(key, forward))
         if target is not None:
             out[target] = tensor
             continue
-        for pattern, ours in _HF_QKV:
+        for pattern, ours in hf_qkv:
             if m := pattern.match(key):
                 qkv.setdefault((ours.format(n=m["n"]), m["p"]), {})[m["qkv"]] = tensor
                 break
@@ -149,17 +162,18 @@ def detr_lens_to_hf(state: Mapping[str, torch.Tensor]) -> dict:
     The learned position embedding goes under `model.position_embedding.*`, where transformers 5.x looks for it.
     """
     out = {}
+    backward, ours_in_proj = _backward(), _ours_in_proj()
     for key, tensor in state.items():
         if key.endswith("num_batches_tracked"):
             continue
         if key.startswith(OURS_BACKBONE):
             out[HF_BACKBONE + key[len(OURS_BACKBONE):]] = tensor
             continue
-        target = _rename(key, _BACKWARD)
+        target = _rename(key, backward)
         if target is not None:
             out[target.replace("model.backbone.position_embedding.", "model.position_embedding.")] = tensor
             continue
-        for pattern, hf in _OURS_IN_PROJ:
+        for pattern, hf in ours_in_proj:
             if m := pattern.match(key):
                 module = hf.format(n=m["n"])
                 for name, part in zip("qkv", tensor.chunk(3)):  # rows [:d], [d:2d], [2d:]
