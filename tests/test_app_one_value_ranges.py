@@ -156,3 +156,31 @@ def test_the_served_page_refreshes_the_encoder_tab_of_a_one_layer_encoder_and_dr
     assert "encoder layer 1" in refreshed[5]
     view, info = served.predict(40, 30, 1, MEAN, DIRECTIONS[0], 0.6, "inferno", api_name="/encoder_map")
     assert Image.open(view).size == (512, 341) and "encoder layer 1" in info  # small images are drawn at 512 px
+
+
+def test_a_layer_sent_before_the_fitted_range_reached_the_page_draws_the_last_layer(models_dir):
+    """The race a page runs into: the refresh after an analysis fits the layer sliders (here to this model's one
+    layer) on the server, and a control moved before that update reaches the browser sends the page's initial
+    layer, 6. Gradio's stock slider refused it against the fitted maximum ("Value 6 is greater than maximum value
+    1"): the user saw "Error". The page's layer sliders take it as the last layer, what the update sets anyway."""
+    name = "detr 1+1 layers, 1 head"
+    session = _session(models_dir, name)
+    demo = page.build_demo(MODELS, str(models_dir / SOURCES[name]), data_roots=(models_dir,))
+    state = gradio_state.SessionState(demo)
+    [fn] = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == page.REFRESH_AFTER_ANALYSIS]
+    inputs = []
+    for i, block in enumerate(fn.inputs):
+        if block.stateful:
+            state[block._id] = session if i == 0 else block.value
+        inputs.append(None if block.stateful else block.value)
+    asyncio.run(demo.process_api(fn, inputs, state))  # the sliders are fitted: range 0..1 on the server
+    views = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("encoder_map", "query_view")}
+    h, w = session.inspection.image_size
+    stale = 6  # the page's initial layer, still in the browser
+    out = asyncio.run(demo.process_api(views["encoder_map"], [None, w // 2, h // 2, stale, MEAN, DIRECTIONS[0],
+                                                              0.6, "inferno", None, None], state))
+    assert "encoder layer 1" in out["data"][1]
+    out = asyncio.run(demo.process_api(views["query_view"], [None, 0, stale, MEAN, 0.6, "inferno", None, None], state))
+    assert "(decoder layer 1)" in out["data"][1]
+    with pytest.raises(Exception, match="less than minimum"):  # below the range is no stale value: refused
+        asyncio.run(demo.process_api(views["query_view"], [None, 0, -1, MEAN, 0.6, "inferno", None, None], state))

@@ -48,9 +48,8 @@ def test_compare_two_models_and_choose_rows(browser, app_url):  # noqa: F811
         page.locator("#compare-hint").get_by_text("Upload an image").wait_for()  # before any image: the hint
         _upload(page, EXAMPLE)
         page.locator("#model-status").get_by_text("the model saw it").wait_for()  # analysed
-        # the views' refresh after the analysis (it fits every layer slider to the model's 2 layers) has landed:
-        # a control changed before it lands sends the page's initial layer (6), which Gradio refuses against the
-        # fitted range (a known race, issue 24's note)
+        # the views' refresh after the analysis has landed (a control moved before it lands sends the page's
+        # initial layer 6, read as the last layer: tests/test_app_one_value_ranges.py)
         page.locator("#compare-summary").get_by_text("Choose a second model").wait_for()
         box = page.locator("#threshold input[type=number]")
         box.fill("0")

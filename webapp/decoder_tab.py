@@ -14,6 +14,7 @@ from . import faithfulness_panel
 from .context import AppContext, Step
 from .controls import (GRID, MEAN, fitted_head, fitted_layer, head_choices, layer_index, parse_head, range_slider,
                        require, skip_before_image, user_errors)
+from .layer_slider import LayerSlider
 from .sampling_controls import ALL_LEVELS, POINTS, fitted, fitted_level, parse_level, points_shown, selectors
 from .export import write_png
 from .session import Session
@@ -155,7 +156,7 @@ def export_decoder(session: Session | None, threshold: float, show_all: bool, qu
 def build(ctx: AppContext) -> None:
     with ctx.view("Decoder", "decoder", "where each object query looks"):
         with gr.Row():
-            layer = gr.Slider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="decoder-layer")
+            layer = LayerSlider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="decoder-layer")
             # custom values: see the encoder tab's head selector
             head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head",
                                allow_custom_value=True)

@@ -9,6 +9,7 @@ from detr_core.family.capabilities import DETR_ONLY_TEACHING
 
 from .context import AppContext, Step
 from .controls import range_slider, require, skip_before_image, user_errors
+from .layer_slider import LayerSlider
 from .models import ModelCache
 from .session import Session
 from .teach_common import session_model
@@ -64,7 +65,7 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(EXPLANATION)
         with gr.Row():
             kind = gr.Radio(KIND_CHOICES, value="cross", label="Attention", elem_id="ablation-kind")
-            layer = gr.Slider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="ablation-layer")
+            layer = LayerSlider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="ablation-layer")
         heads = gr.CheckboxGroup([str(h) for h in range(1, 9)], label="Heads to switch off", elem_id="ablation-heads")
         button = gr.Button("Run with these heads off", variant="primary", elem_id="ablation-run")
         summary = gr.Markdown(elem_id="ablation-summary")
