@@ -3,6 +3,7 @@ locations to pixels, the bilinear splat and the sigmoid scores."""
 import numpy as np
 import pytest
 
+from detr_core.family.capture import DeformableCall
 from detr_core.family.deformable import DeformableSampling, bilinear_splat
 from detr_core.family.scoring import class_probabilities
 from detr_core.inspection.coords import CoordinateMap, FeatureLevel, infer_stride
@@ -48,17 +49,17 @@ def test_normalised_locations_to_pixels_and_cells():
 
 
 def test_bilinear_splat_by_hand():
-    cells = np.array([[[1.25, 2.5]]])  # one grid, one point between columns 1-2 and rows 2-3
-    grid = bilinear_splat(cells, np.array([[1.0]]), (4, 4))[0]
-    expected = np.zeros((4, 4))
+    cells = np.array([[[1.25, 2.5]]])  # one grid, one point between columns 1-2 and rows 2-3 (row 4 stays empty)
+    grid = bilinear_splat(cells, np.array([[1.0]]), (5, 5))[0]
+    expected = np.zeros((5, 5))
     expected[2, 1], expected[2, 2], expected[3, 1], expected[3, 2] = 0.375, 0.125, 0.375, 0.125
     np.testing.assert_allclose(grid, expected)
 
 
 def test_bilinear_splat_keeps_weight_that_falls_outside():
-    cells = np.array([[[-0.5, 0.0], [5.0, 7.0]]])  # left of the grid; past its bottom-right corner
-    grid = bilinear_splat(cells, np.array([[0.8, 0.2]]), (4, 4))[0]
-    assert grid[0, 0] == pytest.approx(0.8) and grid[3, 3] == pytest.approx(0.2)
+    cells = np.array([[[-0.5, 0.0], [5.0, 7.0], [2.0, -0.5]]])  # left of the grid; past its bottom-right; above
+    grid = bilinear_splat(cells, np.array([[0.6, 0.2, 0.2]]), (4, 4))[0]
+    assert grid[0, 0] == pytest.approx(0.6) and grid[3, 3] == pytest.approx(0.2) and grid[0, 2] == pytest.approx(0.2)
     assert grid.sum() == pytest.approx(1.0)
 
 
@@ -97,6 +98,75 @@ def test_sampling_points_in_pixels_with_levels_and_heads():
         sampling.points(coords, 0, 0, head=2)
     with pytest.raises(ValueError, match="query=1"):
         sampling.splat(coords, 1, 0)
+
+
+def test_levels_that_cover_different_pixels_non_square():
+    """A 36x52 input: level 0 is 5x7 cells of 8 px (40x56 px), level 1 is 3x4 cells of 16 px (48x64 px), so the
+    same normalised location is a different pixel on each level, and the common grid (6x8) is wider than tall."""
+    coords = CoordinateMap.multi_scale((36, 52), (36, 52), [(5, 7), (3, 4)])
+    locations = np.full((1, 1, 2, 2, 2), 0.5, dtype=np.float32)  # both heads: each level's centre
+    weights = np.array([[[[0.25, 0.75], [1.0, 0.0]]]], dtype=np.float32)
+    sampling = DeformableSampling(locations, weights, np.array([0, 1]), np.zeros((1, 1, 1, 2), np.float32))
+    points = sampling.points(coords, 0, 0, head=0)
+    np.testing.assert_allclose(points.xy, [[28, 20], [32, 24]])  # u * w_l * stride_l, u * h_l * stride_l
+    assert points.xy.dtype == np.float32
+    head0 = sampling.splat(coords, 0, 0, head=0)
+    expected = np.zeros((6, 8))
+    expected[2:4, 2:6] = 0.75 * 0.5 / 4  # level-1 cells (1, 1) and (1, 2), half each, 2x2 common cells apiece
+    expected[2, 3] += 0.25  # the level-0 centre sits on cell (2, 3)
+    np.testing.assert_allclose(head0, expected, atol=1e-7)
+    assert head0.dtype == np.float32 and sampling.head_splats(coords, 0, 0).dtype == np.float32
+    np.testing.assert_array_equal(sampling.points(coords, 0, 0, head=-2).head, [0, 0])  # -2 of 2 heads: head 0
+    for head in (2, -3):
+        with pytest.raises(ValueError) as err:
+            sampling.points(coords, 0, 0, head=head)
+        assert str(err.value) == f"head={head}: use None (all heads) or an index in 0..1"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s, c: s.points(c, 0, 1), "layer=1 out of range 0..0"),
+    (lambda s, c: s.points(c, 0, -2), "layer=-2 out of range 0..0"),
+    (lambda s, c: s.splat(c, 1, 0), "query=1 out of range 0..0"),
+    (lambda s, c: s.splat(c, -2, 0), "query=-2 out of range 0..0"),
+    (lambda s, c: s.splat(c, 0, 0, level=2), "level=2 out of range 0..1"),
+    (lambda s, c: s.points(c, 0, 0, level=-3), "level=-3 out of range 0..1"),
+])
+def test_a_layer_query_or_level_out_of_range_is_named_with_the_range(call, message):
+    sampling, coords = _two_level_sampling()
+    with pytest.raises(ValueError) as err:
+        call(sampling, coords)
+    assert str(err.value) == message
+
+
+def test_negative_indices_count_from_the_end_as_in_python():
+    sampling, coords = _two_level_sampling()
+    np.testing.assert_array_equal(sampling.splat(coords, -1, -1, head=0), sampling.splat(coords, 0, 0, head=0))
+    np.testing.assert_array_equal(sampling.points(coords, 0, 0, level=-2).level, [0, 0])  # -2 of 2 levels: level 0
+    np.testing.assert_array_equal(sampling.points(coords, 0, 0, level=-1).level, [1, 1])
+
+
+def _call(points_per_level: tuple[int, ...], seed: int = 0) -> DeformableCall:
+    """A captured call: batch 1, 2 queries, 1 head, the given points per level."""
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(seed)
+    t = sum(points_per_level)
+    return DeformableCall(torch.rand(1, 2, 1, 2, generator=g), torch.rand(1, 2, 1, t, 2, generator=g),
+                          torch.rand(1, 2, 1, t, generator=g), points_per_level, ((4, 4),) * len(points_per_level))
+
+
+def test_sampling_from_calls_keeps_every_array_and_refuses_what_cannot_stack():
+    one = _call((2, 1))
+    sampling = DeformableSampling.from_calls([one])
+    np.testing.assert_array_equal(sampling.references, one.reference_points.numpy())
+    np.testing.assert_array_equal(sampling.locations, one.sampling_locations.numpy())
+    np.testing.assert_array_equal(sampling.point_levels, [0, 0, 1])
+    assert DeformableSampling.from_calls([one, _call((2, 1), seed=1)]).layers == 2
+    with pytest.raises(ValueError) as err:
+        DeformableSampling.from_calls([])
+    assert str(err.value) == "no deformable attention calls were captured"
+    with pytest.raises(ValueError) as err:
+        DeformableSampling.from_calls([one, _call((1, 2))])
+    assert str(err.value) == "layers sample different numbers of points per level"
 
 
 def test_sigmoid_scores_have_a_no_object_column():
