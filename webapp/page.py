@@ -14,7 +14,7 @@ import gradio as gr
 
 import viz
 
-from . import compare_tab, decoder_tab, detections_tab, encoder_tab, redraw
+from . import compare_tab, decoder_tab, detections_tab, encoder_tab, gradio_cache, redraw
 from . import (teach_ablation, teach_explain, teach_layers, teach_matching, teach_pipeline, teach_queries,
                teach_slots)
 from .analysis import readable_upload, status_handler
@@ -167,6 +167,7 @@ def build_demo(models: ModelCache, model_name: str = "auto", data_roots: tuple[P
     whose data sets and models it may open. `hub_downloads`: whether the page may fetch Hub models that are not
     cached yet. `store`: where every page's inspections are kept, within its memory budget (default budget if
     None). `delete_cache`: Gradio's (frequency, age) in seconds for deleting old uploads and files sent out."""
+    gradio_cache.install()  # the page's images are never rewritten while a browser reads them
     roots = allowed_roots(EXAMPLES_DIR, data_roots, Path.cwd())
     policy = SourcePolicy(roots, hub_downloads, frozenset({model_name}))
     menu = menu_choices(model_name)
