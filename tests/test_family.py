@@ -2,6 +2,7 @@
 ones the model used, hooks and function taps are always removed, every view answers or says why not.
 
 Tiny random-weight models (tests/family_models.py), each built once per module."""
+import os
 import threading
 
 import numpy as np
@@ -12,11 +13,14 @@ from PIL import Image
 
 import detr_core
 from detr_core.family import capabilities, capture_family, inspect_family, load_family_model
+from detr_core.family import inspect as family_inspect
 from detr_core.family.capture import deformable_attention_modules, hook_count
 from detr_core.family.function_tap import is_tapped
 from family_models import DEFORMABLE, DENSE, TINY, build_tiny
 
 _BUILT: dict = {}
+# tools/mutation.py: build per test, so that mutmut ties the build to every test that reads it
+FRESH = bool(os.environ.get("DETR_LENS_FRESH_FIXTURES"))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def image():
 def family(image):
     """name -> (FamilyModel, its inspection of `image`), built on first use and kept for the module."""
     def get(name):
-        if name not in _BUILT:
+        if name not in _BUILT or FRESH:
             fm = build_tiny(name)
             _BUILT[name] = fm, inspect_family(fm, image)
         return _BUILT[name]
@@ -339,3 +343,51 @@ def test_padded_input_maps_points_to_the_image(image):
         # the model scales references by the valid ratio of each grid (12/16 rows, 16/24 columns on level 0)
         assert ins.reference_point(query, layer=0) == pytest.approx((start[query, 0] * 160, start[query, 1] * 120),
                                                                     abs=1e-3)
+
+
+@pytest.mark.parametrize("padded, cells, expected", [
+    ((100, 150), 4 * 5, ((4, 5), 32)),  # ceil(100/32) x ceil(150/32): convolutions round up
+    ((100, 150), 7 * 10, ((7, 10), 16)),  # DC5
+    ((150, 100), 5 * 4, ((5, 4), 32)),  # rows first
+    ((64, 640), 1 * 10, ((1, 10), 64)),
+])
+def test_a_dense_grid_from_the_number_of_attention_keys(padded, cells, expected):
+    assert family_inspect._dense_grid(padded, cells) == expected
+
+
+def test_a_number_of_keys_no_stride_explains_is_refused():
+    with pytest.raises(RuntimeError) as err:
+        family_inspect._dense_grid((100, 150), 21)
+    assert str(err.value) == "21 attention keys fit no feature grid of the 100x150 input at strides (32, 16, 64, 8)"
+
+
+def test_focal_loss_models_score_with_a_sigmoid_others_with_a_softmax():
+    from types import SimpleNamespace
+
+    from detr_core.family.scoring import SIGMOID, SOFTMAX
+    assert family_inspect._score_kind(SimpleNamespace(use_focal_loss=False)) == SOFTMAX
+    assert family_inspect._score_kind(SimpleNamespace(use_focal_loss=True)) == SIGMOID
+    assert family_inspect._score_kind(SimpleNamespace()) == SIGMOID  # the family's default (RT-DETR, D-FINE, ...)
+
+
+def test_inspect_any_picks_the_inspection_for_the_model(family, image, module_tiny_model):
+    fm, ins = family("conditional_detr")
+    again = family_inspect.inspect_any(fm, image)
+    assert type(again) is type(ins) and again.image.size == ins.image.size
+    np.testing.assert_allclose(again.layer_logits, ins.layer_logits, rtol=0, atol=1e-6)
+    detr = family_inspect.inspect_any(module_tiny_model, image)
+    assert isinstance(detr, detr_core.Inspection) and detr.image.size == (image.shape[1], image.shape[0])
+
+
+def test_a_dense_family_inspection_keeps_every_map_of_the_forward(family, image):
+    """Conditional DETR: the grid and stride from the padded input, the encoder's and both decoder attentions of
+    every layer, one reference point per query and layer."""
+    fm, ins = family("conditional_detr")
+    layers, queries = fm.model.config.decoder_layers, fm.model.config.num_queries
+    heads = fm.model.config.decoder_attention_heads
+    grid = ins.coords.feature_size
+    assert ins.coords.image_size == image.shape[:2] and ins.coords.stride == 32
+    assert ins.decoder_cross_attention.shape == (layers, heads, queries, grid[0] * grid[1])
+    assert ins.decoder_self_attention.shape == (layers, heads, queries, queries)
+    assert ins.references.shape == (layers, queries, 2)
+    assert ins.encoder_attention is not None and len(ins.encoder_attention) == fm.model.config.encoder_layers

@@ -82,7 +82,7 @@ TARGETS = {
     # packing a forward pass into a result, the result's methods, loading
     "family_inspect": Target(("detr_core/family/inspect.py", "detr_core/family/inspection.py",
                               "detr_core/family/loading.py"),
-                             ("tests/test_family.py", "tests/test_family_reference.py")),
+                             ("tests/test_family.py", "tests/test_family_reference.py", "tests/test_family_loading.py")),
 }
 
 # mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code): a failing test run, a timeout or a
@@ -138,7 +138,11 @@ def run_target(name: str, target: Target, workdir: Path, children: int) -> dict:
     link_shared(REPO, copy)  # mutmut runs the tests one level down, in copy/mutants/tests
     (copy / "setup.cfg").write_text(mutmut_config(target))
     env = {k: v for k, v in os.environ.items() if k != "CI"}  # a mutation run is not CI
-    env.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    # mutmut runs, for each mutant, only the tests that called the mutated function while it collected its stats;
+    # a model a test file builds once and shares is tied to the first test that built it, so the tests that read
+    # it later never met the mutants (family_inspect's `_dense` ran under 4 tests that only compare outputs). With
+    # this set, those files build per test.
+    env.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1", DETR_LENS_FRESH_FIXTURES="1")
     start, load_before, cpu_before = time.monotonic(), os.getloadavg()[0], _children_cpu_s()
     log = workdir / name / "mutmut.log"
     with open(log, "wb") as handle:
