@@ -69,12 +69,11 @@ def _session(root: Path, name: str):
     return session
 
 
-@pytest.mark.parametrize("name", list(SOURCES))
-def test_every_refresh_goes_through_gradio_and_the_one_layer_view_answers(models_dir, name):
-    """Every step the page chains after an analysis, processed by Gradio as a page's request is (its inputs at the
-    page's initial values: layer 6, mean, ...); then the encoder (and decoder) view at layer 1."""
-    session = _session(models_dir, name)
-    demo = page.build_demo(MODELS, str(models_dir / SOURCES[name]), data_roots=(models_dir,))
+def _refreshed(root: Path, name: str):
+    """A page on model `name` after an analysis, with the refresh that follows it processed by Gradio as a page's
+    request is (its inputs at the page's initial values: layer 6, mean, ...) -> (session, demo, state, listener)."""
+    session = _session(root, name)
+    demo = page.build_demo(MODELS, str(root / SOURCES[name]), data_roots=(root,))
     state = gradio_state.SessionState(demo)
     [fn] = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == page.REFRESH_AFTER_ANALYSIS]
     inputs = []
@@ -82,9 +81,17 @@ def test_every_refresh_goes_through_gradio_and_the_one_layer_view_answers(models
         if block.stateful:  # the listener's first input is the page's session; other states keep their defaults
             state[block._id] = session if i == 0 else block.value
         inputs.append(None if block.stateful else block.value)
+    asyncio.run(demo.process_api(fn, inputs, state))
+    return session, demo, state, fn
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_refresh_goes_through_gradio_and_the_one_layer_view_answers(models_dir, name):
+    """Every step the page chains after an analysis, processed by Gradio as a page's request is (its inputs at the
+    page's initial values: layer 6, mean, ...); then the encoder (and decoder) view at layer 1."""
     # every tab's step, processed by Gradio as a page's request is; before the fix: "Slider minimum must be less
     # than maximum", raised where Gradio applies the slider updates
-    asyncio.run(demo.process_api(fn, inputs, state))
+    session, demo, state, fn = _refreshed(models_dir, name)
     assert {"refresh_encoder_tab", "refresh_decoder_tab", "refresh_teach_ablation"} <= set(fn.fn.parts)
     views = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("encoder_map", "query_view")}
     h, w = session.inspection.image_size
@@ -164,16 +171,7 @@ def test_a_layer_sent_before_the_fitted_range_reached_the_page_draws_the_last_la
     layer, 6. Gradio's stock slider refused it against the fitted maximum ("Value 6 is greater than maximum value
     1"): the user saw "Error". The page's layer sliders take it as the last layer, what the update sets anyway."""
     name = "detr 1+1 layers, 1 head"
-    session = _session(models_dir, name)
-    demo = page.build_demo(MODELS, str(models_dir / SOURCES[name]), data_roots=(models_dir,))
-    state = gradio_state.SessionState(demo)
-    [fn] = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == page.REFRESH_AFTER_ANALYSIS]
-    inputs = []
-    for i, block in enumerate(fn.inputs):
-        if block.stateful:
-            state[block._id] = session if i == 0 else block.value
-        inputs.append(None if block.stateful else block.value)
-    asyncio.run(demo.process_api(fn, inputs, state))  # the sliders are fitted: range 0..1 on the server
+    session, demo, state, _ = _refreshed(models_dir, name)  # the sliders are fitted: range 0..1 on the server
     views = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("encoder_map", "query_view")}
     h, w = session.inspection.image_size
     stale = 6  # the page's initial layer, still in the browser
