@@ -11,35 +11,13 @@ on an 800x1066 image, which is what the memory target is about. The app is alway
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from webapp.served import app_process
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_page(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.perf_counter() - start
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"no answer from {url} within {timeout} s")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -94,27 +72,23 @@ def main() -> None:
         folder = Path(tmp)
         model = _r50_checkpoint(folder) if args.r50 else args.model
         image = _r50_image(folder) if args.r50 else str(ROOT / "webapp" / "examples" / "shapes.jpg")
-        port, log = _free_port(), folder / "app.log"
+        log = folder / "app.log"
         started = time.perf_counter()
-        with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model, *args.extra],
-                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            page = _wait_for_page(f"http://127.0.0.1:{port}/", proc)
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with app_process(["--model", model, *args.extra], log, timeout=120) as app:
+            page = time.perf_counter() - started
+            client = Client(app.url, verbose=False)
             first = _analyse(client, image, model)
+            first_at = time.perf_counter() - started  # read now: the wait for the compile below can be minutes
             compiled = _compiled_at(log, 300)
+            compiled_by = time.perf_counter() - started
             later = min(_analyse(client, image, model) for _ in range(3))
             print(f"model {model}: page answered {page:.1f} s after start; first analysis {first:.2f} s "
-                  f"(at {time.perf_counter() - started:.1f} s); backbone compiled "
-                  f"{'never' if compiled is None else f'by {time.perf_counter() - started:.0f} s'}; "
-                  f"analysis afterwards {later:.2f} s (best of 3); peak RSS {_peak_rss_mb(proc.pid):.0f} MB")
+                  f"(at {first_at:.1f} s); backbone compiled "
+                  f"{'never' if compiled is None else f'by {compiled_by:.0f} s'}; "
+                  f"analysis afterwards {later:.2f} s (best of 3); peak RSS {_peak_rss_mb(app.process.pid):.0f} MB")
             for line in log.read_text().splitlines():
                 if "compile" in line:
                     print("  log:", line)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.app_startup import _free_port, _wait_for_page
+from webapp.served import app_process
 
 ROOT = Path(__file__).resolve().parent.parent
 MEAN, LOOKS_FROM, LOOKED_AT = "mean over heads", "where this location looks", "which locations look here"
@@ -342,21 +342,6 @@ def verify(calls: list[Call], model_arg: str, images: list[Path], size: tuple[in
     return problems
 
 
-def _start_app(model: str, app_args: list[str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**__import__("os").environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model, *app_args],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_for_page(url, proc, timeout=300)
-    except Exception:
-        _stop(proc)
-        raise
-    return proc, url
-
-
 def _wait_for_compile(log: Path, proc: subprocess.Popen, timeout: float = 1800) -> float:
     """Seconds until the app's log says the backbone is compiled (or could not be): compiling holds the server's
     interpreter for long stretches (minutes on a busy 2-core machine), which is not what a class meets if the
@@ -368,15 +353,6 @@ def _wait_for_compile(log: Path, proc: subprocess.Popen, timeout: float = 1800) 
             return time.perf_counter() - start
         time.sleep(1)
     raise RuntimeError(f"the app did not finish compiling within {timeout} s (see {log})")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run(model: str = "tiny", sessions: int = 8, rounds: int = 2, size: tuple[int, int] = (800, 1066),
@@ -394,37 +370,33 @@ def run(model: str = "tiny", sessions: int = 8, rounds: int = 2, size: tuple[int
             images.append(work / f"session-{i}.png")
             synthetic_image(i, size).save(images[-1])
         log = work / "app.log"
-        proc, url = _start_app(model_arg, list(app_args), log)
-        sampler = ResidentSampler(proc.pid)
-        sampler.start()
-        try:
-            if wait_for_compile and "--no-compile" not in app_args:
-                _wait_for_compile(log, proc)
-        except Exception:
-            sampler.stop.set()
-            _stop(proc)
-            raise
-        calls: list[Call] = []
-        barrier = threading.Barrier(sessions, timeout=7200)
-        start = time.perf_counter()
-        try:
-            threads = [threading.Thread(target=run_session, args=(url, model_arg, i, images[i], size, rounds, think,
-                                                                  barrier, calls)) for i in range(sessions)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - start
-            time.sleep(0.5)
-        finally:
-            sampler.stop.set()
-            sampler.join()
-            _stop(proc)
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        with app_process(["--model", model_arg, *app_args], log, env, timeout=300) as app:
+            sampler = ResidentSampler(app.process.pid)
+            sampler.start()
+            try:
+                if wait_for_compile and "--no-compile" not in app_args:
+                    _wait_for_compile(log, app.process)
+                calls: list[Call] = []
+                barrier = threading.Barrier(sessions, timeout=7200)
+                start = time.perf_counter()
+                threads = [threading.Thread(target=run_session, args=(app.url, model_arg, i, images[i], size, rounds,
+                                                                      think, barrier, calls))
+                           for i in range(sessions)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - start
+                time.sleep(0.5)
+            finally:
+                sampler.stop.set()
+                sampler.join()
         (work / "rss.csv").write_text("seconds,rss_mb\n" + "".join(f"{t:.1f},{kb / 1024:.0f}\n"
                                                                      for t, kb in sampler.timeline))
         problems = verify(calls, model_arg, images, size) if check else ["(answers not checked: --no-check)"]
         return Report(calls, problems, sampler.peak_kb / 1024, sampler.children_peak_kb / 1024,
-                      sampler.last_kb / 1024, wall, sampler.timeline, proc.poll())
+                      sampler.last_kb / 1024, wall, sampler.timeline, app.process.poll())
 
 
 def order_violations(calls: list[Call], margin: float = 0.5) -> int:

@@ -15,13 +15,15 @@ flight (each decodes, draws or encodes its image), so the table also gives the p
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.load import ResidentSampler, _start_app, _stop, synthetic_image
+from benchmarks.load import ResidentSampler, synthetic_image
+from webapp.served import app_process
 
 DISTINCT_IMAGES = 16  # visitors take turns with these files; the server decodes and keeps each visit's own copy
 
@@ -87,26 +89,26 @@ def run_visitors(model: str = "tiny", visitors: int = 300, size: tuple[int, int]
             synthetic_image(i, size).save(path)
         synthetic_image(99, size).save(work / "warm-up.png")
         flags = ["--no-compile", "--max-sessions", str(visitors + 10), *app_args]
-        proc, url = _start_app(model, flags, work / "app.log")
-        sampler = ResidentSampler(proc.pid)
-        try:
-            warm_up = visit(url, model, work / "warm-up.png")
-            if warm_up.error:
-                raise RuntimeError(f"the first visit failed: {warm_up.error}")
-            time.sleep(1.0)
-            ready = ResidentSampler._field(proc.pid, "VmRSS") / 1024
-            _reset_peak(proc.pid)  # the peak from here on, not start-up's
-            sampler.start()
-            start = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                visits = list(pool.map(lambda i: visit(url, model, images[i % len(images)]), range(visitors)))
-            wall = time.perf_counter() - start
-            time.sleep(0.5)
-        finally:
-            sampler.stop.set()
-            if sampler.is_alive():
-                sampler.join()
-            _stop(proc)
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        with app_process(["--model", model, *flags], work / "app.log", env, timeout=300) as app:
+            pid, sampler = app.process.pid, ResidentSampler(app.process.pid)
+            try:
+                warm_up = visit(app.url, model, work / "warm-up.png")
+                if warm_up.error:
+                    raise RuntimeError(f"the first visit failed: {warm_up.error}")
+                time.sleep(1.0)
+                ready = ResidentSampler._field(pid, "VmRSS") / 1024
+                _reset_peak(pid)  # the peak from here on, not start-up's
+                sampler.start()
+                start = time.perf_counter()
+                with ThreadPoolExecutor(concurrency) as pool:
+                    visits = list(pool.map(lambda i: visit(app.url, model, images[i % len(images)]), range(visitors)))
+                wall = time.perf_counter() - start
+                time.sleep(0.5)
+            finally:
+                sampler.stop.set()
+                if sampler.is_alive():
+                    sampler.join()
         return VisitorsReport(model, visitors, size, _budget(tuple(flags)), ready, sampler.peak_kb / 1024,
                               sampler.last_kb / 1024, wall, visits)
 

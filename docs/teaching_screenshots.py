@@ -11,11 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +19,10 @@ from typing import Iterator
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the repo's packages come first
+
+from webapp.served import app_process  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -39,48 +39,20 @@ VIEWS = (
 MAX_BYTES = 200_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"app.py did not answer at {url}")
-
-
 @contextmanager
 def served_page(model: str, height: int, timeout_ms: int, app_args: tuple[str, ...] = ()) -> Iterator:
     """`python app.py --model MODEL [app_args]` on a free loopback port and a 1400-px-wide chromium page open on
     it; the server is stopped on the way out, also after an error."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", model, *app_args], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait(url, server)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": height})
-            page.set_default_timeout(timeout_ms)
-            page.goto(url)
-            yield page
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with app_process(["--model", model, *app_args], env=env) as app, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.set_default_timeout(timeout_ms)
+        page.goto(app.url)
+        yield page
+        browser.close()
 
 
 def save_small(png: bytes, path: Path, width: int = 1000) -> None:

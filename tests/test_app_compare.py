@@ -3,7 +3,6 @@ store and counted in its budget (and run again if evicted), the table of pairs a
 for a row; through its handlers and through the served page's Gradio API. Tiny random models only."""
 from __future__ import annotations
 
-import socket
 import types
 
 import gradio as gr
@@ -20,6 +19,7 @@ from webapp.controls import MEAN
 from webapp.model_sources import SourcePolicy
 from webapp.models import TINY, ModelCache
 from webapp.sampling_controls import HEATMAP, POINTS
+from webapp.served import launched
 from webapp.session import encode_png, analyze
 from webapp.store import InspectionStore, measure
 
@@ -175,14 +175,8 @@ def test_a_new_image_drops_the_pages_earlier_comparison_from_the_store(setup):
 def served(setup):
     gradio_client = pytest.importorskip("gradio_client")
     demo = page.build_demo(setup.models, TINY, data_roots=(setup.root,))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
-    try:
-        yield gradio_client, gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with launched(demo) as url:
+        yield gradio_client, gradio_client.Client(url, verbose=False)
 
 
 def test_the_served_page_compares_through_its_api(setup, served):

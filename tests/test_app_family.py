@@ -175,22 +175,15 @@ def test_the_model_menu_lists_well_known_family_models():
 @pytest.fixture(scope="module")
 def served(app):
     """The page on 127.0.0.1 with the model folders' parent as a data root; stopped after the module."""
-    import socket
-
     import gradio_client
 
     from webapp import page
+    from webapp.served import launched
 
     root = Path(app["image"]).parent
     demo = page.build_demo(app["models"], "tiny", data_roots=(root,))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
-    try:
-        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with launched(demo) as url:
+        yield gradio_client.Client(url, verbose=False)
 
 
 def test_the_page_serves_sampling_points_through_its_api(app, served):

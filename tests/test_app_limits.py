@@ -7,8 +7,6 @@ The server listens on 127.0.0.1 and is stopped by the tests; its upload folder i
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,18 +19,11 @@ from PIL import Image
 from webapp import cli, export
 from webapp.bundled import EXAMPLES_DIR
 from webapp.model_sources import SourcePolicy, allowed_roots
+from webapp.served import app_process
 
 gradio_client = pytest.importorskip("gradio_client")
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = EXAMPLES_DIR / "shapes.jpg"
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,31 +34,9 @@ def server(tmp_path_factory):
     uploads = folder / "gradio"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(uploads)}
-    port = _free_port()
-    log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile",
-                                 "--max-upload-mb", "1", "--max-sessions", "2"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.5)
-        yield url, proc, uploads
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = ["--model", "tiny", "--no-compile", "--max-upload-mb", "1", "--max-sessions", "2"]
+    with app_process(args, folder / "server.log", env, timeout=180) as app:
+        yield app.url, app.process, uploads
 
 
 def _post_upload(url: str, name: str, payload: bytes) -> tuple[int, str]:

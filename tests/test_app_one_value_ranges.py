@@ -10,7 +10,6 @@ request runs), and through the API of a served page (gradio_client), then use th
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,12 @@ import pytest
 from PIL import Image
 
 import detr_core
-from detr_core.family import FamilyModel
 from family_models import TINY
 from webapp import decoder_tab, encoder_tab, page, teach_ablation
 from webapp.analysis import analyze_handler
 from webapp.controls import DIRECTIONS, MEAN
 from webapp.models import ModelCache
+from webapp.served import launched
 
 gradio_state = pytest.importorskip("gradio.state_holder")
 
@@ -138,14 +137,8 @@ def served(models_dir):
     """The page with the RT-DETR of one encoder layer as its model, on 127.0.0.1; stopped after the module."""
     gradio_client = pytest.importorskip("gradio_client")
     demo = page.build_demo(MODELS, str(models_dir / "rt_detr"), data_roots=(models_dir,))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
-    try:
-        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with launched(demo) as url:
+        yield gradio_client.Client(url, verbose=False)
 
 
 def test_the_served_page_refreshes_the_encoder_tab_of_a_one_layer_encoder_and_draws_it(models_dir, served):

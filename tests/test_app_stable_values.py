@@ -7,7 +7,6 @@ choices before any handler runs): an old spelling and today's value give the sam
 """
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from webapp.controls import (DIRECTION_CHOICES, GRID, LOOKED_AT, LOOKS_FROM, MAX
                              parse_head)
 from webapp.models import ModelCache
 from webapp.sampling_controls import ALL_LEVELS, DISPLAY_LABELS, POINTS
+from webapp.served import launched
 
 # (today's value, the spellings of earlier versions)
 HEAD_SPELLINGS = [(MEAN, ["mean over heads"]), (MAX, ["max over heads"]), (GRID, ["all heads (grid)"]),
@@ -60,14 +60,8 @@ def served(tmp_path_factory):
     image[30:80, 40:120] = (220, 40, 40)
     Image.fromarray(image).save(root / "image.png")
     demo = page.build_demo(ModelCache(compile_backbone=False), "tiny", data_roots=(root,))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False)
-    try:
-        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False), root / "deformable", root / "image.png"
-    finally:
-        demo.close()
+    with launched(demo) as url:
+        yield gradio_client.Client(url, verbose=False), root / "deformable", root / "image.png"
 
 
 def _pixels(path) -> np.ndarray:

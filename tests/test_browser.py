@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from webapp.served import app_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -32,25 +30,6 @@ CLOSED_PORT = 9  # "discard": nothing listens there, so a download through it fa
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with code {server.returncode}; see test-artifacts/browser-server.log")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"app.py did not answer at {url} within {timeout} s")
-
-
 def _serve(tmp_path_factory, app_args: list[str], log_name: str):
     """`python app.py` with the tiny random model and `app_args` on a free loopback port, its output in
     test-artifacts/`log_name`; yields its URL and always stops it afterwards.
@@ -59,27 +38,13 @@ def _serve(tmp_path_factory, app_args: list[str], log_name: str):
     model fails as it does offline, without any connection leaving this machine.
     """
     ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
     proxy = f"http://127.0.0.1:{CLOSED_PORT}"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
            "http_proxy": proxy, "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
            "no_proxy": "127.0.0.1,localhost"}
-    log = open(ARTIFACTS / log_name, "wb")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "tiny", "--no-compile",
-                               *app_args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_up(url, server)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    with app_process(["--model", "tiny", "--no-compile", *app_args], ARTIFACTS / log_name, env, timeout=90) as app:
+        yield app.url
 
 
 @pytest.fixture(scope="module")

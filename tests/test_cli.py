@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -20,50 +18,24 @@ import pytest
 
 from webapp import cli
 from webapp.models import NAMES
+from webapp.served import app_process, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def shapes_server(tmp_path_factory):
     """`python app.py --model shapes` (the bundled offline model) on a free loopback port."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", "shapes",
-                                   "--no-compile"], cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            deadline = time.monotonic() + 120
-            while True:
-                assert server.poll() is None, log_path.read_text()
-                try:
-                    urllib.request.urlopen(url, timeout=2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, f"no answer at {url}: {log_path.read_text()}"
-                    time.sleep(0.5)
-            yield port, url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with app_process(["--model", "shapes", "--no-compile"], log, ENV) as app:
+        yield app.port, app.url
 
 
 @pytest.mark.parametrize("model", ["detr-r5O", "no/such/checkpoint.pth"])
 def test_an_unknown_model_is_refused_at_start_with_every_valid_name(model, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.main(["--model", model, "--port", str(_free_port())])
+        cli.main(["--model", model, "--port", str(free_port())])
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert model in error and "checkpoint" in error
@@ -169,3 +141,13 @@ def test_the_readme_lists_every_flag_of_the_app(capsys, monkeypatch):
     listed = re.search(r"serves on 127\.0\.0\.1:7860 \(flags (.*?)\)", readme, re.S)
     assert listed, "the README's app section no longer has its flag list"
     assert flags and flags <= set(re.findall(r"--[a-z][a-z0-9-]+", listed.group(1))), sorted(flags)
+
+
+def test_a_server_that_stops_at_start_is_reported_with_the_end_of_its_log(tmp_path):
+    """webapp.served.app_process, which every served test and benchmark starts the app with: an app.py that exits
+    before its page answers is an error quoting its log, not a wait until the time limit."""
+    with pytest.raises(RuntimeError) as err:
+        with app_process(["--model", "no/such/checkpoint.pth"], tmp_path / "app.log", ENV, timeout=120):
+            pass
+    message = str(err.value)
+    assert message.startswith("app.py exited with code 2; the end of its log") and "no/such/checkpoint.pth" in message

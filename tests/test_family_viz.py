@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 
 import viz
-from detr_core import Detection
 from detr_core.family import DeformableInspection, DeformableSampling
 from detr_core.family.registry import FAMILY
 from detr_core.inspection.coords import CoordinateMap, FeatureLevel
