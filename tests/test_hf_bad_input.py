@@ -134,3 +134,70 @@ def test_preprocessor_config_this_project_cannot_represent(copy):
     one_line_error(copy, r"preprocessor_config.json: size=\{'height': 512, 'width': 512\}")
     (copy / "preprocessor_config.json").write_text(json.dumps({"do_rescale": False}))
     one_line_error(copy, "do_rescale=False")
+
+
+# --- reading only the shapes, and folders of checkpoints ----------------------------------------------------------
+
+def test_shapes_only_gives_meta_tensors_of_the_files_shapes_for_both_formats(good, tmp_path):
+    from detr_core.weights.hf_model import hf_files, read_hf_model, read_weights
+
+    full = read_weights(good / "model.safetensors")
+    torch.save(full, tmp_path / "pytorch_model.bin")
+    for path in (good / "model.safetensors", tmp_path / "pytorch_model.bin"):
+        shapes = read_weights(path, shapes_only=True)
+        assert sorted(shapes) == sorted(full)
+        assert all(t.device.type == "meta" and t.shape == full[k].shape for k, t in shapes.items()), path
+        values = read_weights(path)
+        assert all(v.device.type == "cpu" and torch.equal(v, full[k]) for k, v in values.items()), path
+    state = read_hf_model(hf_files(good), shapes_only=True)[0]
+    assert state and all(t.device.type == "meta" for t in state.values())
+    assert all(t.device.type == "cpu" for t in read_hf_model(hf_files(good))[0].values())
+
+
+def test_a_truncated_safetensors_file_says_to_fetch_it_again(copy):
+    from detr_core.weights.hf_model import read_weights
+
+    path = copy / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    for shapes_only in (False, True):
+        with pytest.raises(ValueError) as err:
+            read_weights(path, shapes_only=shapes_only)
+        message = str(err.value)
+        assert message.startswith(f"{str(path)!r} is not a complete safetensors file (")
+        assert message.endswith("); a truncated download? Fetch it again")
+
+
+def test_a_segmentation_architecture_is_said_to_set_its_mask_head_aside(copy):
+    """DetrForSegmentation says so in config.json even when its weights were saved without the mask head."""
+    from detr_core.weights.hf_model import hf_files, read_hf_model
+
+    assert read_hf_model(hf_files(copy))[4].set_aside == ()
+    edit_config(copy, architectures=["DetrForSegmentation"])
+    origin = read_hf_model(hf_files(copy))[4]
+    assert origin.set_aside == ("mask head",) and origin.mask_head_omitted
+
+
+@pytest.mark.parametrize("names, first, listed", [
+    (["a.pth"], "a.pth", "checkpoint file a.pth"),  # one file: "file"
+    (["z.pth", "last.pth", "a.pth"], "last.pth", "checkpoint files a.pth, last.pth, z.pth"),
+    (["last.pth", "best.pth"], "best.pth", "checkpoint files best.pth, last.pth"),
+    (["b.pth", "a.ckpt", "c.pt", "d.safetensors"], "a.ckpt", "checkpoint files a.ckpt, b.pth, c.pt"),  # sorted
+    ([f"e{i}.pth" for i in range(7)], "e0.pth", "checkpoint files e0.pth, e1.pth, e2.pth, e3.pth, e4.pth and 2 more"),
+    ([f"e{i}.pth" for i in range(5)], "e0.pth", "checkpoint files e0.pth, e1.pth, e2.pth, e3.pth, e4.pth"),
+])
+def test_a_folder_of_checkpoints_names_them_and_the_one_to_open(tmp_path, names, first, listed):
+    from detr_core.weights.hf_model import _checkpoints_found
+
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "log.jsonl").write_text("{}")  # not a checkpoint
+    (tmp_path / "sub.pth").mkdir()  # a folder, whatever its name
+    assert _checkpoints_found(tmp_path) == (f"; it holds the {listed}: open one of them, e.g."
+                                            f" load_model({str(tmp_path / first)!r})")
+
+
+def test_a_folder_without_checkpoints_adds_nothing(tmp_path):
+    from detr_core.weights.hf_model import _checkpoints_found
+
+    (tmp_path / "notes.txt").write_text("")
+    assert _checkpoints_found(tmp_path) == ""

@@ -529,3 +529,48 @@ def test_save_hf_refuses_an_optimised_copy_and_leaves_no_temporary_files(tmp_pat
     assert (tmp_path / "kept.json").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
     _atomic(tmp_path / "kept.json", lambda tmp: open(tmp, "w").write("new"))
     assert (tmp_path / "kept.json").read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_batch_norm_count_anywhere_is_skipped_and_the_rest_kept():
+    """num_batches_tracked has no place (frozen batch norm), wherever it comes in the state dict."""
+    names = [("model.backbone.conv_encoder.model.bn1.num_batches_tracked", None), *NAMES[:3]]
+    state = _tagged(hf for hf, _ in names)
+    assert hf_to_detr_lens(state, "timm", W) == {mine: state[hf] for hf, mine in NAMES[:3]}
+    ours = {"backbone.0.body.bn1.num_batches_tracked": torch.tensor(1), **{mine: state[hf] for hf, mine in NAMES[:3]}}
+    assert sorted(detr_lens_to_hf(ours)) == sorted(
+        hf.replace("model.backbone.position_embedding.", "model.position_embedding.") for hf, _ in NAMES[:3])
+
+
+@pytest.mark.parametrize("count, more", [(10, ""), (11, " (+1 more)")])
+def test_ten_unknown_names_are_all_listed_and_the_eleventh_is_counted(count, more):
+    unknown = [f"model.extra.{i}" for i in range(count)]
+    assert _error(hf_to_detr_lens, _tagged(unknown), "timm", W) == (
+        f"{W}: tensors with no place in a DETR: {unknown[:10]}{more}")
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_a_weights_file_with_its_config_beside_it(tmp_path, weights):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / weights).write_bytes(b"")
+    files = hf_files(tmp_path / weights)
+    assert (files.config, files.weights, files.preprocessor) == (tmp_path / "config.json", tmp_path / weights, None)
+    (tmp_path / "preprocessor_config.json").write_text("{}")
+    assert hf_files(tmp_path / weights).preprocessor == tmp_path / "preprocessor_config.json"
+
+
+def test_an_export_writes_what_save_pretrained_writes_and_can_write_again(tmp_path, module_tiny_model):
+    """safetensors metadata {"format": "pt"} (transformers reads it to know the framework), JSON indented by 2 as
+    save_pretrained's; a second export into the same folder replaces the files."""
+    from safetensors import safe_open
+
+    from detr_core.weights.hf_export import save_hf
+
+    folder = save_hf(module_tiny_model, tmp_path / "out")
+    with safe_open(folder / "model.safetensors", framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
+    for name in ("config.json", "preprocessor_config.json"):
+        text = (folder / name).read_text()
+        assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    before = (folder / "config.json").read_text()
+    assert save_hf(module_tiny_model, folder) == folder and (folder / "config.json").read_text() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
