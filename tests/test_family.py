@@ -391,3 +391,18 @@ def test_a_dense_family_inspection_keeps_every_map_of_the_forward(family, image)
     assert ins.decoder_self_attention.shape == (layers, heads, queries, queries)
     assert ins.references.shape == (layers, queries, 2)
     assert ins.encoder_attention is not None and len(ins.encoder_attention) == fm.model.config.encoder_layers
+
+
+@pytest.mark.parametrize("name", ["deformable_detr", "rt_detr"])
+def test_sampling_weight_in_a_box_grown_past_the_image_is_all_of_it(family, name):
+    """attention_in_box of a deformable model: each head's share of its splatted weight inside the box. A box grown
+    past the whole grid holds all of it; the default growth is one cell; each layer reads its own box and points."""
+    fm, ins = family(name)
+    heads = capabilities(ins).heads
+    everything = ins.attention_in_box(3, layer=0, grow_cells=1e6)
+    assert everything.dtype == np.float32 and everything == pytest.approx(np.ones(heads), abs=1e-5)
+    shares = ins.attention_in_box(3)
+    assert ((shares >= 0) & (shares <= 1 + 1e-6)).all()
+    np.testing.assert_array_equal(shares, ins.attention_in_box(3, layer=-1, grow_cells=1.0))
+    assert not np.array_equal(shares, ins.attention_in_box(3, layer=-1, grow_cells=2.0))
+    assert not np.array_equal(ins.attention_in_box(3, layer=0), ins.attention_in_box(3, layer=-1))
