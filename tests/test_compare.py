@@ -135,6 +135,22 @@ def test_an_inspection_compared_with_itself_pairs_every_detection(module_tiny_mo
     assert [p.a.score for p in result.pairs] == sorted((p.a.score for p in result.pairs), reverse=True)
 
 
+def test_compare_hands_its_iou_floor_and_class_weight_to_the_pairing(module_tiny_model, image, monkeypatch):
+    import detr_core.inspection.compare as compare_module
+
+    seen, real = [], compare_module.pair_detections
+    unset = object()
+
+    def spy(dets_a, dets_b, min_iou=unset, class_weight=unset):
+        seen.append((min_iou, class_weight))
+        return real(dets_a, dets_b, min_iou, class_weight)
+    monkeypatch.setattr(compare_module, "pair_detections", spy)
+    ins = detr_core.inspect_image(module_tiny_model, image)
+    detr_core.compare(ins, ins, threshold=0.0)
+    result = detr_core.compare(ins, ins, threshold=0.0, min_iou=0.3, class_weight=0.25)
+    assert seen == [(0.5, 1.0), (0.3, 0.25)] and result.min_iou == 0.3
+
+
 def test_a_detr_and_a_family_model_compare_on_one_image(module_tiny_model, image):
     pytest.importorskip("transformers")
     from family_models import build_tiny
