@@ -5,7 +5,8 @@
 For each model: the seconds per perturbed image of one batched forward at each batch size (the median of
 `--runs` batches, run through detr_core.faithfulness.Detector exactly as the tests run them), the fastest batch
 size, and then, at that batch size, one whole comparison of every explanation of one detection as the app's
-panel runs it (steps 6, random over 2 seeds; compare_explanations) with its forwards and seconds. The cost of a
+panel runs it (steps 6, random over 2 seeds; compare_explanations) with its forwards and seconds; for the bundled
+model also the app's panel itself, through its handler (the 10 s target). The cost of a
 D-RISE mask is one perturbed forward, i.e. the seconds per image at the fastest batch size.
 
 The R50 is DETR-R50-sized with random weights (no download here) on an 800x1066 image; its whole comparison
@@ -79,6 +80,31 @@ def bench(name: str, batch_sizes: list[int], runs: int, full: bool) -> None:
               "(estimated: forwards x seconds per image; --full-r50 measures it)")
 
 
+def panel_seconds(runs: int) -> None:
+    """The app's panel for the bundled model, end to end: its handler on an analysed page (query 0 of the shapes
+    example, the panel's default steps, no D-RISE), curves drawn; the 10 s target of issue 20 is about this."""
+    from webapp.analysis import analyze_handler
+    from webapp.faithfulness_panel import DEFAULT_STEPS, faithfulness_handler
+    from webapp.models import ModelCache
+    from webapp.store import InspectionStore
+
+    models, store = ModelCache(compile_backbone=False), InspectionStore()
+    session = analyze_handler(models, store)(str(EXAMPLE), "shapes")[0]
+    run = faithfulness_handler(models, store, with_drise=False)
+    for _ in range(runs):
+        start, cpu = time.perf_counter(), time.process_time()
+        run(session, 0, DEFAULT_STEPS, 0, progress=_NoProgress())
+        print(f"  the app's panel (handler, query 0, steps {DEFAULT_STEPS}): {time.perf_counter() - start:.2f} s,"
+              f" {time.process_time() - cpu:.2f} CPU-s")
+
+
+class _NoProgress:
+    """Stands in for gr.Progress outside a served page."""
+
+    def __call__(self, *args, **kwargs) -> None:
+        pass
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="shapes,r50")
@@ -93,6 +119,8 @@ def main() -> None:
         if name == "r50":
             sizes = [b for b in sizes if b <= 4] or [1]  # 800x1066 batches of 8+ take gigabytes
         bench(name, sizes, args.runs, args.full_r50)
+        if name == "shapes":
+            panel_seconds(args.runs)
 
 
 if __name__ == "__main__":
