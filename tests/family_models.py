@@ -2,10 +2,14 @@
 processors sized for them: d_model 32, 2 decoder layers, 4 heads, 10 queries, 5 classes, ~128-px inputs."""
 from __future__ import annotations
 
+import os
+from typing import Callable
+
+import numpy as np
 import torch
 import transformers as T
 
-from detr_core.family import FamilyModel
+from detr_core.family import FamilyModel, inspect_family
 from detr_core.family.capture import deformable_attention_modules
 
 _RESNET = dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16, 32, 32], depths=[1, 1, 1, 1],
@@ -84,3 +88,21 @@ def build_tiny(name: str, seed: int = 0) -> FamilyModel:
                 torch.nn.init.normal_(attention.sampling_offsets.weight, std=0.05)
                 torch.nn.init.normal_(attention.attention_weights.weight, std=0.5)
     return FamilyModel.from_transformers(model, processor(), source=f"tiny {name}")
+
+
+# tools/mutation.py sets this: build per use, so that mutmut ties each build to every test that reads it (mutmut runs
+# a mutant only under the tests that called its function while it collected its statistics)
+FRESH = bool(os.environ.get("DETR_LENS_FRESH_FIXTURES"))
+
+
+def built_on_first_use(build: Callable[[str], FamilyModel], image: np.ndarray) -> Callable:
+    """name -> (FamilyModel, its inspection of `image`), built by `build(name)` on first use and kept (unless
+    FRESH): what a test module's `family` fixture hands its tests."""
+    built: dict = {}
+
+    def get(name: str):
+        if name not in built or FRESH:
+            fm = build(name)
+            built[name] = fm, inspect_family(fm, image)
+        return built[name]
+    return get

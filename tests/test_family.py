@@ -2,7 +2,6 @@
 ones the model used, hooks and function taps are always removed, every view answers or says why not.
 
 Tiny random-weight models (tests/family_models.py), each built once per module."""
-import os
 import threading
 
 import numpy as np
@@ -16,11 +15,8 @@ from detr_core.family import capabilities, capture_family, inspect_family, load_
 from detr_core.family import inspect as family_inspect
 from detr_core.family.capture import deformable_attention_modules, hook_count
 from detr_core.family.function_tap import is_tapped
-from family_models import DEFORMABLE, DENSE, TINY, build_tiny
+from family_models import DEFORMABLE, DENSE, TINY, build_tiny, built_on_first_use
 
-_BUILT: dict = {}
-# tools/mutation.py: build per test, so that mutmut ties the build to every test that reads it
-FRESH = bool(os.environ.get("DETR_LENS_FRESH_FIXTURES"))
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +30,7 @@ def image():
 @pytest.fixture(scope="module")
 def family(image):
     """name -> (FamilyModel, its inspection of `image`), built on first use and kept for the module."""
-    def get(name):
-        if name not in _BUILT or FRESH:
-            fm = build_tiny(name)
-            _BUILT[name] = fm, inspect_family(fm, image)
-        return _BUILT[name]
-    yield get
-    _BUILT.clear()
+    return built_on_first_use(build_tiny, image)
 
 
 def _plain(fm, image):

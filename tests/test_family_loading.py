@@ -81,7 +81,7 @@ def test_load_model_passes_allow_download_to_every_step(rt_folder, fake_hub, mon
     checked = []
     real_check = loading.check_family_folder
     monkeypatch.setattr(loading, "check_family_folder",
-                        lambda path, allow_download=UNSET: checked.append(allow_download) or real_check(path))
+                        lambda path, allow_download=UNSET: checked.append(allow_download) or real_check(path, allow_download))
     fm = detr_core.load_model("owner/tiny-rt", allow_download=allow)
     assert isinstance(fm, FamilyModel) and fm.source == "owner/tiny-rt"
     assert [call[2] for call in fake_hub.calls] == [allow, allow]  # locate_hf's look, then the family load's

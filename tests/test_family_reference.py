@@ -7,7 +7,6 @@ Models: tests/family_models.py's tiny configurations with 3 decoder layers and r
 (transformers initialises the box heads' last layers to zero, which makes every layer's box the same)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -17,15 +16,12 @@ from PIL import Image
 
 from detr_core.family import FamilyModel, capabilities, capture_family, inspect_family, load_family_model
 from detr_core.family.capture import deformable_attention_modules
-from family_models import TINY
+from family_models import TINY, built_on_first_use
 
 H, W = 120, 200  # the image: non-square, and another size than every model's input
 LAYERS = 3
 NAMES = {0: "cat", 1: "dog", 2: "bird", 3: "fish", 4: "owl"}
 HEADS = ("bbox_embed", "bbox_predictor", "pre_bbox_head", "class_embed", "class_labels_classifier", "lqe_layers")
-_BUILT: dict = {}
-# tools/mutation.py: build per test, so that mutmut ties the build to every test that reads it
-FRESH = bool(os.environ.get("DETR_LENS_FRESH_FIXTURES"))
 
 
 def build(name: str, processor=None, **config) -> FamilyModel:
@@ -59,13 +55,7 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="module")
 def family(image):
     """name -> (FamilyModel, its inspection of `image`), built on first use."""
-    def get(name):
-        if name not in _BUILT or FRESH:
-            fm = build(name)
-            _BUILT[name] = fm, inspect_family(fm, image)
-        return _BUILT[name]
-    yield get
-    _BUILT.clear()
+    return built_on_first_use(build, image)
 
 
 def _inputs(fm, image):

@@ -29,15 +29,6 @@ def test_the_same_picture_twice_leaves_the_first_file_untouched(tmp_path):
     assert Image.open(path).size == (60, 40)
 
 
-def test_gradio_itself_rewrites_it_which_is_why_this_exists(tmp_path):
-    """If a Gradio release stops rewriting the file, this fails and gradio_cache can go."""
-    image = Image.fromarray(_picture())
-    path = gradio_cache.GRADIO_SAVE(image, str(tmp_path), format="jpeg")
-    os.utime(path, (OLD, OLD))
-    gradio_cache.GRADIO_SAVE(image, str(tmp_path), format="jpeg")
-    assert os.stat(path).st_mtime != OLD
-
-
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_the_same_path_and_bytes_as_gradio_and_no_partial_files_left(tmp_path, fmt):
     image = Image.fromarray(_picture(1))

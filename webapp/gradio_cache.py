@@ -1,7 +1,8 @@
 """Images the page sends are written to Gradio's cache once, whole, and never rewritten while being read.
 
-Why: Gradio (6.x) stores every image a handler returns at a path named by the hash of its encoded bytes and
-writes it with `Path.write_bytes`, which first truncates the file. The page redraws often, and two redraws that
+Why: Gradio (6.31; checked by hand: a second save of the same picture changes the file's mtime) stores every
+image a handler returns at a path named by the hash of its encoded bytes and writes it with `Path.write_bytes`,
+which first truncates the file. The page redraws often, and two redraws that
 produce the same picture (a control moved back, a redraw right after an analysis that drew the same view) write
 the same path again while the browser may still be downloading it: the server has announced the file's length,
 then finds it empty or short ("h11 LocalProtocolError: Too little data for declared Content-Length" in the
