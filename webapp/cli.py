@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              " later")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help="largest file a page may upload (default %(default)s MB); larger ones are refused"
-                             " before they are stored")
+                             " before they are stored, also when an API call sends the file inline (base64)")
     parser.add_argument("--files-minutes", type=float, default=DEFAULT_FILES_MINUTES,
                         help="delete uploads and the files made for pages once this old (default %(default)s)")
     args = parser.parse_args(argv)
@@ -163,6 +163,7 @@ def main(argv=None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     from .page import build_demo  # gradio and every view: only once the command line is known to be good
     from .page_css import PAGE_CSS
+    from .request_limit import app_kwargs
 
     models = ModelCache(auto_timeout=args.auto_timeout, optimize=not args.no_optimize,
                         compile_backbone=not args.no_compile, precision=args.precision,
@@ -179,6 +180,7 @@ def main(argv=None) -> None:
         demo.queue(default_concurrency_limit=None).launch(
             server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
             footer_links=["api"], max_threads=VIEW_THREADS, css=PAGE_CSS, max_file_size=int(args.max_upload_mb * MB),
+            app_kwargs=app_kwargs(args.max_upload_mb),  # every request body bounded too, inline images included
             state_session_capacity=PAGE_STATES_PER_SESSION * args.max_sessions)
     except OSError:  # the port was taken between the check above and the launch
         print(_busy(args.host, args.port), file=sys.stderr, flush=True)
