@@ -20,7 +20,8 @@ import detr_core
 from family_models import TINY
 from webapp import decoder_tab, encoder_tab, page, teach_ablation
 from webapp.analysis import analyze_handler
-from webapp.controls import DIRECTIONS, MEAN
+from webapp.controls import DIRECTIONS, GRID, MAX, MEAN, head_choices
+from webapp.head_dropdown import HeadDropdown
 from webapp.models import ModelCache
 from webapp.served import launched
 
@@ -175,3 +176,33 @@ def test_a_layer_sent_before_the_fitted_range_reached_the_page_draws_the_last_la
     assert "(decoder layer 1)" in out["data"][1]
     with pytest.raises(Exception, match="less than minimum"):  # below the range is no stale value: refused
         asyncio.run(demo.process_api(views["query_view"], [None, 0, -1, MEAN, 0.6, "inferno", None, None], state))
+
+
+def test_a_head_sent_before_the_fitted_choices_reached_the_page_draws_the_mean(models_dir):
+    """The same race for heads: a page that had "head 7" of an 8-head model chosen sends it until the refit (here
+    to this model's one head: the mean, as controls.fitted_head sets) reaches the browser. The views said "this model
+    has heads 1..1"; the page's head selectors take a head past the model's as the mean."""
+    session, demo, state, _ = _refreshed(models_dir, "detr 1+1 layers, 1 head")
+    views = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("encoder_map", "query_view")}
+    h, w = session.inspection.image_size
+
+    def drawn(view: str, head) -> tuple[np.ndarray, str]:  # (the view's pixels, its line of text)
+        args = ([None, w // 2, h // 2, 1, head, DIRECTIONS[0], 0.6, "inferno", None, None] if view == "encoder_map"
+                else [None, 0, 1, head, 0.6, "inferno", None, None])
+        image, info = asyncio.run(demo.process_api(views[view], args, state))["data"][:2]
+        path = image["path"] if isinstance(image, dict) else image.path
+        return np.asarray(Image.open(path).convert("RGB")), info
+
+    for view in views:
+        (stale, stale_info), (mean, mean_info) = drawn(view, "7"), drawn(view, MEAN)
+        assert stale_info == mean_info and np.array_equal(stale, mean)
+
+
+def test_the_head_selector_maps_only_head_numbers_past_its_choices():
+    compare_like = HeadDropdown(head_choices(4)[:-1], value=MEAN)  # no custom values, no grid (the Compare view's)
+    assert [compare_like.preprocess(v) for v in ("7", "head 7", 7, "4", MAX)] == [MEAN, MEAN, MEAN, "4", MAX]
+    for value in ("average", "head 2"):  # no head past the choices: Gradio's own check, as before
+        with pytest.raises(Exception, match="not in the list of choices"):
+            compare_like.preprocess(value)
+    custom = HeadDropdown(head_choices(4), value=MEAN, allow_custom_value=True)  # the decoder's and encoder's
+    assert [custom.preprocess(v) for v in ("5", "0", "average", GRID)] == [MEAN, "0", "average", GRID]

@@ -17,6 +17,7 @@ from detr_core.family import capabilities
 from .context import AppContext, Step
 from .controls import GRID, MEAN, head_choices, layer_index, parse_head, require, skip_before_image, user_errors
 from .comparison import TABLE_HEADERS, describe, second_inspection, select, summary, table_rows
+from .head_dropdown import HeadDropdown
 from .layer_slider import LayerSlider
 from .model_sources import FREE_TEXT_HINT, menu_choices
 from .sampling_controls import DISPLAYS, HEATMAP, POINTS
@@ -151,7 +152,8 @@ def select_row(session, source, threshold, min_iou, layer_a, head_a, layer_b, he
 def _selectors(name: str, side: str):
     with gr.Column(min_width=200):
         layer = LayerSlider(1, 6, value=6, step=1, label=f"{name}: decoder layer", elem_id=f"compare-layer-{side}")
-        head = gr.Dropdown(head_choices(8)[:-1], value=MEAN, label=f"{name}: head", elem_id=f"compare-head-{side}")
+        head = HeadDropdown(head_choices(8)[:-1], value=MEAN, label=f"{name}: head",
+                            elem_id=f"compare-head-{side}")
     return layer, head
 
 

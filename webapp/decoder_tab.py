@@ -14,6 +14,7 @@ from . import faithfulness_panel
 from .context import AppContext, Step
 from .controls import (GRID, MEAN, fitted_head, fitted_layer, head_choices, layer_index, parse_head, range_slider,
                        require, skip_before_image, user_errors)
+from .head_dropdown import HeadDropdown
 from .layer_slider import LayerSlider
 from .sampling_controls import ALL_LEVELS, POINTS, fitted, fitted_level, parse_level, points_shown, selectors
 from .export import write_png
@@ -158,7 +159,7 @@ def build(ctx: AppContext) -> None:
         with gr.Row():
             layer = LayerSlider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="decoder-layer")
             # custom values: see the encoder tab's head selector
-            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head",
+            head = HeadDropdown(head_choices(8), value=MEAN, label="Head", elem_id="decoder-head",
                                allow_custom_value=True)
             show_all = gr.Checkbox(False, label="Show all queries (with no-object probability)",
                                    elem_id="show-all-queries")

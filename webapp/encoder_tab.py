@@ -15,6 +15,7 @@ from .controls import (DIRECTION_CHOICES, DIRECTION_LABELS, GRID, LOOKS_FROM, ME
                        fitted_head, fitted_layer, head_choices, incoming, layer_index, not_for_model, parse_head,
                        range_slider, require, skip_before_image, user_errors)
 from .export import write_png
+from .head_dropdown import HeadDropdown
 from .layer_slider import LayerSlider
 from .sampling_controls import ALL_LEVELS, HEATMAP, POINTS, fitted, fitted_level, parse_level, selectors
 from .session import Session
@@ -114,7 +115,7 @@ def build(ctx: AppContext) -> None:
             layer = LayerSlider(1, 6, value=6, step=1, label=LAYER_LABEL, elem_id="encoder-layer")
             # custom values: a script may name a head before the page has fitted the choices to its model, or an
             # older spelling of one; parse_head checks it against the model's heads
-            head = gr.Dropdown(head_choices(8), value=MEAN, label="Head", elem_id="encoder-head",
+            head = HeadDropdown(head_choices(8), value=MEAN, label="Head", elem_id="encoder-head",
                                allow_custom_value=True)
             direction = gr.Radio(DIRECTION_CHOICES, value=LOOKS_FROM, label="Direction",
                                        elem_id="encoder-direction")
