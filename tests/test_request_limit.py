@@ -62,9 +62,7 @@ def _post(url: str, path: str, body: bytes, content_type: str) -> tuple[int, str
                             ("Expect", "100-continue")):
             connection.putheader(name, value)
         connection.endheaders()
-        connection.sock.settimeout(5)
         first = connection.sock.recv(4096, socket.MSG_PEEK)  # "100 Continue", or the answer itself
-        connection.sock.settimeout(60)
         if first.startswith(b"HTTP/1.1 100"):
             connection.sock.recv(len(first.split(b"\r\n\r\n")[0]) + 4)  # past the interim answer
             connection.send(body)
